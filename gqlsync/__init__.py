@@ -1,0 +1,75 @@
+"""gqlsync: realtime GraphQL for Django.
+
+Committed model changes reach Strawberry subscriptions, filtered by the same permission
+rules that guard queries and mutations. See https://gqlsync.readthedocs.io (``docs/``).
+
+Pipeline, one module per stage::
+
+    capture -> events -> broker -> hub -> matching/permissions -> fields -> transport
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# The names below import Django models machinery and Strawberry; they are loaded on first
+# use so that ``import gqlsync`` in settings.py (or before django.setup()) is harmless.
+_LAZY = {
+    "AllowAny": "gqlsync.permissions",
+    "Change": "gqlsync.fields",
+    "ChangeOp": "gqlsync.fields",
+    "Event": "gqlsync.events",
+    "IsAuthenticated": "gqlsync.permissions",
+    "Op": "gqlsync.events",
+    "Permission": "gqlsync.permissions",
+    "TrackedManager": "gqlsync.capture",
+    "TrackedQuerySet": "gqlsync.capture",
+    "event_type": "gqlsync.fields",
+    "get_user": "gqlsync.auth",
+    "listen": "gqlsync.fields",
+    "make_token": "gqlsync.auth",
+    "notify": "gqlsync.capture",
+    "register": "gqlsync.registry",
+    "subscription": "gqlsync.fields",
+}
+
+__all__ = [
+    "AllowAny",
+    "Change",
+    "ChangeOp",
+    "Event",
+    "IsAuthenticated",
+    "Op",
+    "Permission",
+    "TrackedManager",
+    "TrackedQuerySet",
+    "__version__",
+    "event_type",
+    "get_user",
+    "listen",
+    "make_token",
+    "notify",
+    "register",
+    "subscription",
+]
+
+if TYPE_CHECKING:
+    from gqlsync.auth import get_user, make_token
+    from gqlsync.capture import TrackedManager, TrackedQuerySet, notify
+    from gqlsync.events import Event, Op
+    from gqlsync.fields import Change, ChangeOp, event_type, listen, subscription
+    from gqlsync.permissions import AllowAny, IsAuthenticated, Permission
+    from gqlsync.registry import register
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gqlsync' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,94 @@
+"""One ASGI application: GraphQL over HTTP and WebSocket, GraphiQL, your Django app.
+
+::
+
+    # asgi.py
+    import django
+    from django.core.asgi import get_asgi_application
+
+    django_app = get_asgi_application()  # sets Django up before the schema is imported
+
+    import gqlsync.asgi
+    from myproject.schema import schema
+
+    application = gqlsync.asgi.application(schema, django_application=django_app)
+
+On ``path`` (default ``/graphql/``): POST and GET queries and mutations, both WebSocket
+subscription protocols, the GraphiQL IDE for browsers (assets under ``<path>static/``).
+Everything else goes to ``django_application``. Users come from the Django session
+(``AuthMiddlewareStack``) or a bearer token (:mod:`gqlsync.auth`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from typing import Any, cast
+
+from channels.auth import AuthMiddlewareStack
+from channels.routing import ProtocolTypeRouter, URLRouter
+from django.urls import re_path
+from strawberry.schema import BaseSchema
+
+from gqlsync.conf import get_settings
+from gqlsync.graphiql import StaticAssets
+from gqlsync.hub import get_hub
+from gqlsync.transport.http import GraphQLHTTPHandler
+from gqlsync.transport.websocket import GraphQLWSHandler
+
+
+class HubStats:
+    """JSON counters of this process's hub (opt-in: ``application(stats=True)``)."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        hub = get_hub()
+        body = json.dumps({
+            **hub.stats,
+            "groups": len(hub.groups),
+            "subscriptions": hub.subscription_count(),
+        }).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def application(
+    schema: BaseSchema,
+    *,
+    path: str = "/graphql/",
+    django_application: Any = None,
+    stats: bool = False,
+) -> ProtocolTypeRouter:
+    """Build the ASGI application serving ``schema`` on ``path``.
+
+    ``stats=True`` adds ``<path>stats``: this process's hub counters as JSON (events,
+    deliveries, groups, subscriptions), for health checks and tests.
+    """
+    if not path.startswith("/") or not path.endswith("/"):
+        raise ValueError("path must start and end with '/', e.g. '/graphql/'")
+    settings = get_settings()
+    base = re.escape(path.lstrip("/"))
+    endpoint = f"^{base[:-1] if base.endswith('/') else base}/?$"
+    http_routes: list[Any] = [
+        re_path(f"^{base}static/[A-Za-z0-9_.-]+$", cast(Any, StaticAssets())),
+        re_path(endpoint, GraphQLHTTPHandler.as_asgi(
+            schema=schema, graphql_ide="graphiql" if settings["GRAPHIQL"] else None,
+        )),
+    ]
+    if stats:
+        http_routes.insert(0, re_path(f"^{base}stats$", cast(Any, HubStats())))
+    if django_application is not None:
+        http_routes.append(re_path(r"", django_application))
+    ws_consumer = GraphQLWSHandler.as_asgi(
+        schema=schema,
+        allowed_origins=settings["ALLOWED_ORIGINS"],
+        max_subscriptions_per_connection=settings["MAX_SUBSCRIPTIONS_PER_CONNECTION"],
+        connection_init_wait_timeout=datetime.timedelta(
+            seconds=settings["CONNECTION_INIT_TIMEOUT"]
+        ),
+    )
+    return ProtocolTypeRouter({
+        "http": AuthMiddlewareStack(URLRouter(http_routes)),
+        "websocket": AuthMiddlewareStack(URLRouter([re_path(endpoint, ws_consumer)])),
+    })

@@ -1,0 +1,346 @@
+"""Capture: turn ORM writes into events, and publish them when the transaction commits.
+
+Sources of changes, all ending in :func:`record`:
+
+- ``post_save``, ``post_delete`` and ``m2m_changed`` of registered models;
+- :class:`TrackedQuerySet` for the bulk operations that send no signals
+  (``update``, ``bulk_create``, ``bulk_update``; a queryset ``delete`` sends ``post_delete``
+  for registered models, so it needs nothing more);
+- :func:`notify` for anything else: raw SQL, other programs, data migrations.
+
+Buffering. Outside a transaction an event is published at once. Inside one, it waits in a
+per-transaction buffer and goes out in ``transaction.on_commit``, coalesced per row
+(:meth:`Event.merge`), in the order the rows were last touched. A rolled-back transaction
+publishes nothing, and so does a rolled-back savepoint: each change registers its own
+``on_commit`` marker, which Django discards with the savepoint, and the buffer only keeps
+the changes whose marker ran. The flush itself is kept last in the commit hooks and outside
+every savepoint, so it runs once, after all the markers.
+
+The write path knows nothing about subscribers or sockets: it ends at :mod:`gqlsync.broker`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, Generic, TypeVar
+
+from django.db import DEFAULT_DB_ALIAS, models, router, transaction
+from django.db.models.signals import m2m_changed, post_delete, post_init, post_save
+
+from gqlsync import broker, registry
+from gqlsync.events import Event, Op, to_primitive
+
+logger = logging.getLogger("gqlsync.capture")
+
+_INITIAL = "_gqlsync_initial"
+_PRE_CLEAR = "_gqlsync_pre_clear"
+_MISSING = object()
+
+
+# --------------------------------------------------------------------------- buffering
+
+
+class _Pending:
+    __slots__ = ("confirmed", "event")
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+        self.confirmed = False
+
+    def confirm(self) -> None:
+        self.confirmed = True
+
+
+class _Flush:
+    """The commit hook that publishes one transaction's surviving, coalesced changes."""
+
+    def __init__(self) -> None:
+        self.pending: list[_Pending] = []
+
+    def __call__(self) -> None:
+        merged: dict[tuple[str, int | str], Event | None] = {}
+        for change in self.pending:
+            if not change.confirmed:
+                continue  # its savepoint was rolled back
+            key = (change.event.model, change.event.pk)
+            if key in merged:
+                previous = merged.pop(key)  # re-insert: order by the row's last touch
+                merged[key] = previous.merge(change.event) if previous else change.event
+            else:
+                merged[key] = change.event
+        self.pending.clear()
+        events = [e for e in merged.values() if e is not None]
+        if events:
+            broker.publish(events)
+
+
+def record(event: Event, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Publish ``event`` when the current transaction on ``using`` commits (now if none)."""
+    conn = transaction.get_connection(using)
+    if not conn.in_atomic_block:
+        if not conn.get_autocommit():
+            logger.warning("gqlsync: change to %s outside atomic() in manual mode", event.model)
+        try:
+            broker.publish([event])
+        except Exception:
+            # the write is committed already: report, as the commit hook does, never raise
+            logger.exception("gqlsync: publishing a change to %s failed", event.model)
+        return
+    hooks: list[tuple[set[str], Any, bool]] = conn.run_on_commit
+    flush: _Flush | None = None
+    for index in range(len(hooks) - 1, -1, -1):
+        if isinstance(hooks[index][1], _Flush):
+            flush = hooks.pop(index)[1]
+            break
+    if flush is None:
+        flush = _Flush()
+    change = _Pending(event)
+    flush.pending.append(change)
+    transaction.on_commit(change.confirm, using=using)
+    # Outside every savepoint (empty set), robust: a failed publish is logged, it does not
+    # turn a committed write into an exception for the caller.
+    hooks.append((set(), flush, True))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _pk(value: Any) -> int | str:
+    return value if isinstance(value, int) else str(value)
+
+
+def _initial(instance: models.Model) -> dict[str, Any]:
+    initial: dict[str, Any] = instance.__dict__.get(_INITIAL) or {}
+    return initial
+
+
+def _remember(instance: models.Model) -> None:
+    values = instance.__dict__
+    instance.__dict__[_INITIAL] = {
+        f.attname: values[f.attname]
+        for f in instance._meta.concrete_fields
+        if f.attname in values
+    }
+
+
+def _changes(instance: models.Model, update_fields: Iterable[str] | None) -> tuple[
+    tuple[str, ...], dict[str, Any] | None
+]:
+    """Names of changed fields and their previous values, as far as they are known."""
+    reg = registry.get(instance)
+    initial = _initial(instance)
+    names: list[str] = []
+    before: dict[str, Any] = {}
+    wanted = set(update_fields) if update_fields is not None else None
+    for f in instance._meta.concrete_fields:
+        if wanted is not None and f.name not in wanted and f.attname not in wanted:
+            continue
+        old = initial.get(f.attname, _MISSING)
+        if old is _MISSING:
+            continue
+        new = instance.__dict__.get(f.attname, _MISSING)
+        if new is _MISSING or new == old:
+            continue
+        names.append(f.name)
+        if f.attname in reg.snapshot_fields:
+            before[f.attname] = to_primitive(old)
+    if not names:
+        # Nothing provably changed: a save() of an instance that was not loaded from the
+        # database, or a save of identical values. Say "unknown" rather than "nothing".
+        return (), None
+    return tuple(names), before
+
+
+# --------------------------------------------------------------------------- signals
+
+
+def _on_post_init(sender: type[models.Model], instance: models.Model, **_: Any) -> None:
+    _remember(instance)
+
+
+def _on_post_save(
+    sender: type[models.Model],
+    instance: models.Model,
+    created: bool,
+    raw: bool = False,
+    using: str = DEFAULT_DB_ALIAS,
+    update_fields: Iterable[str] | None = None,
+    **_: Any,
+) -> None:
+    if raw:  # loaddata: fixtures are not user changes
+        return
+    label = registry.label_of(sender)
+    if created:
+        event = Event(label, _pk(instance.pk), Op.CREATED)
+    else:
+        changed, before = _changes(instance, update_fields)
+        event = Event(label, _pk(instance.pk), Op.UPDATED, changed, before)
+    _remember(instance)
+    record(event, using)
+
+
+def _on_post_delete(
+    sender: type[models.Model], instance: models.Model, using: str = DEFAULT_DB_ALIAS, **_: Any
+) -> None:
+    label = registry.label_of(sender)
+    reg = registry.get(label)
+    record(Event(label, _pk(instance.pk), Op.DELETED, before=registry.last_state(instance, reg)),
+           using)
+
+
+def _on_m2m_changed(
+    sender: type[models.Model],
+    instance: models.Model,
+    action: str,
+    reverse: bool,
+    model: type[models.Model],
+    pk_set: set[Any] | None,
+    using: str = DEFAULT_DB_ALIAS,
+    **_: Any,
+) -> None:
+    if action == "pre_clear":
+        # post_clear gets no pk_set: remember who was related before the clear
+        field = _m2m_field(type(instance), model, sender, reverse)
+        if field is not None and registry.is_registered(model):
+            manager = getattr(instance, field[0])
+            instance.__dict__[_PRE_CLEAR] = set(manager.values_list("pk", flat=True))
+        return
+    if action not in ("post_add", "post_remove", "post_clear"):
+        return
+    if action == "post_clear":
+        pk_set = instance.__dict__.pop(_PRE_CLEAR, set())
+    names = _m2m_field(type(instance), model, sender, reverse)
+    if names is None:
+        return
+    own_name, other_name = names
+    if registry.is_registered(type(instance)):
+        record(Event(registry.label_of(instance), _pk(instance.pk), Op.UPDATED, (own_name,)),
+               using)
+    if registry.is_registered(model):
+        label = registry.label_of(model)
+        for pk in sorted(pk_set or (), key=str):
+            record(Event(label, _pk(pk), Op.UPDATED, (other_name,)), using)
+
+
+def _m2m_field(
+    instance_model: type[models.Model],
+    other_model: type[models.Model],
+    through: type[models.Model],
+    reverse: bool,
+) -> tuple[str, str] | None:
+    """(name on the instance's side, name on the other side) of the relation ``through``."""
+    forward_model = other_model if reverse else instance_model
+    for field in forward_model._meta.many_to_many:
+        if field.remote_field.through is through:
+            forward = field.name
+            backward = field.related_query_name()
+            return (backward, forward) if reverse else (forward, backward)
+    return None
+
+
+def _connect(reg: registry.Registration) -> None:
+    uid = f"gqlsync:{reg.label}"
+    post_init.connect(_on_post_init, sender=reg.model, dispatch_uid=uid, weak=False)
+    post_save.connect(_on_post_save, sender=reg.model, dispatch_uid=uid, weak=False)
+    post_delete.connect(_on_post_delete, sender=reg.model, dispatch_uid=uid, weak=False)
+
+
+def _on_m2m_any(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+    model = kwargs["model"]
+    if registry.is_registered(type(instance)) or registry.is_registered(model):
+        _on_m2m_changed(sender, instance, **kwargs)
+
+
+def connect() -> None:
+    """Connect the receivers (idempotent; :class:`gqlsync.apps.GQLSyncConfig` calls it)."""
+    registry.on_register(_connect)
+    # m2m "through" models may still be strings when a model registers: listen to all
+    m2m_changed.connect(_on_m2m_any, dispatch_uid="gqlsync:m2m", weak=False)
+
+
+# --------------------------------------------------------------------------- bulk + notify
+
+_M = TypeVar("_M", bound=models.Model)
+
+
+class TrackedQuerySet(models.QuerySet[_M], Generic[_M]):
+    """A queryset whose bulk writes, which send no signals, still publish events.
+
+    ``update()`` reads the affected keys (and the previous values of the updated fields)
+    before it writes, in the same transaction; ``bulk_update()`` goes through it.
+
+    Use ``objects = gqlsync.TrackedManager()`` on a registered model, or
+    ``TrackedQuerySet.as_manager()``, or subclass it for your own queryset methods.
+    """
+
+    def update(self, **kwargs: Any) -> int:
+        if not registry.is_registered(self.model):
+            return super().update(**kwargs)
+        reg = registry.get(self.model)
+        fields: list[Any] = [self.model._meta.get_field(name) for name in kwargs]
+        attnames = [f.attname for f in fields if getattr(f, "attname", None)]
+        travelling = [a for a in attnames if a in reg.snapshot_fields]
+        with transaction.atomic(using=self.db, savepoint=False):
+            rows = list(self.values("pk", *travelling))
+            count = super().update(**kwargs)
+            names = tuple(f.name for f in fields)
+            for row in rows:
+                before = {a: to_primitive(row[a]) for a in travelling}
+                record(Event(reg.label, _pk(row["pk"]), Op.UPDATED, names, before), self.db)
+        return count
+
+    def bulk_create(self, objs: Iterable[_M], *args: Any, **kwargs: Any) -> list[_M]:
+        created = super().bulk_create(objs, *args, **kwargs)
+        if registry.is_registered(self.model):
+            # update_conflicts may have updated existing rows: say UPDATED, which
+            # subscribers treat as "reload"; ignore_conflicts leaves pks unknown.
+            op = Op.UPDATED if kwargs.get("update_conflicts") else Op.CREATED
+            label = registry.label_of(self.model)
+            for obj in created:
+                if obj.pk is not None:
+                    record(Event(label, _pk(obj.pk), op), self.db)
+                    _remember(obj)
+        return created
+
+    def bulk_update(
+        self, objs: Iterable[_M], fields: Iterable[str], batch_size: int | None = None
+    ) -> int:
+        # Django's bulk_update runs this queryset's update() per batch, which publishes
+        # each row with its previous values read from the database.
+        objs = list(objs)
+        count = super().bulk_update(objs, fields, batch_size=batch_size)
+        for obj in objs:
+            _remember(obj)
+        return count
+
+
+class TrackedManager(models.Manager.from_queryset(TrackedQuerySet)):  # type: ignore[misc]
+    """``objects = gqlsync.TrackedManager()``: a manager with :class:`TrackedQuerySet`."""
+
+
+def notify(
+    model: type[models.Model] | models.Model | str,
+    pk: Any = None,
+    op: Op | str = Op.UPDATED,
+    *,
+    changed: Iterable[str] = (),
+    using: str | None = None,
+) -> None:
+    """Publish a change the ORM did not see (raw SQL, another program, a migration).
+
+    ``model`` is a registered model, an instance of one (then ``pk`` defaults to its pk),
+    or a label such as ``"bookstore.book"``. Inside a transaction the event waits for the
+    commit like any other; for ``DELETED`` pass an instance, so that subscribers get its
+    last state.
+    """
+    reg = registry.get(model)
+    instance = model if isinstance(model, models.Model) else None
+    if pk is None:
+        if instance is None:
+            raise TypeError("notify() needs pk= unless given a model instance")
+        pk = instance.pk
+    op = Op(op) if isinstance(op, str) else op
+    before = registry.last_state(instance, reg) if (op is Op.DELETED and instance) else None
+    db = using or router.db_for_write(reg.model)
+    record(Event(reg.label, _pk(pk), op, tuple(changed), before), db)

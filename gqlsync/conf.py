@@ -1,0 +1,67 @@
+"""gqlsync settings, read from ``settings.GQLSYNC`` in one place.
+
+Every setting has a default here, and nothing else in the package reads Django settings
+for gqlsync directly: call :func:`get_settings` and use the typed result. The dictionary
+is merged over the defaults on every call (it is small), so ``override_settings`` in tests
+takes effect immediately.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict, cast
+
+from django.conf import settings as django_settings
+
+
+class GQLSyncSettings(TypedDict):
+    #: Alias of the channel layer (``CHANNEL_LAYERS`` key) events travel on.
+    CHANNEL_LAYER: str
+    #: Prefix of every group name gqlsync sends to. Keep it short: Channels caps group
+    #: names at 100 characters.
+    GROUP_PREFIX: str
+    #: Events waiting for one slow subscription before it is ended with an error
+    #: (the other subscriptions never wait for it).
+    SUBSCRIPTION_QUEUE_SIZE: int
+    #: Dotted path of the callable that turns a bearer token into a user (or ``None`` for
+    #: a bad token): ``(token: str) -> AbstractBaseUser | None``. ``None`` here turns
+    #: bearer tokens off: every presented token is refused.
+    TOKEN_AUTHENTICATOR: str | None
+    #: Seconds a token made by :func:`gqlsync.auth.make_token` stays valid.
+    TOKEN_MAX_AGE: int
+    #: Origins (``https://app.example.com``) allowed to open a WebSocket from a browser
+    #: page on another origin. Same-origin pages and non-browser clients are always allowed.
+    ALLOWED_ORIGINS: list[str]
+    #: Operations (subscriptions, and queries/mutations over the socket) one connection
+    #: may run at once; the next gets a "Subscription limit reached" error.
+    MAX_SUBSCRIPTIONS_PER_CONNECTION: int
+    #: Seconds a client has between opening the socket and ``connection_init``.
+    CONNECTION_INIT_TIMEOUT: float
+    #: Serve the bundled GraphiQL IDE on GET requests from browsers.
+    GRAPHIQL: bool
+
+
+DEFAULTS: GQLSyncSettings = {
+    "CHANNEL_LAYER": "default",
+    "GROUP_PREFIX": "gqlsync",
+    "SUBSCRIPTION_QUEUE_SIZE": 1000,
+    "TOKEN_AUTHENTICATOR": "gqlsync.auth.authenticate_signed_token",
+    "TOKEN_MAX_AGE": 14 * 24 * 3600,
+    "ALLOWED_ORIGINS": [],
+    "MAX_SUBSCRIPTIONS_PER_CONNECTION": 100,
+    "CONNECTION_INIT_TIMEOUT": 60.0,
+    "GRAPHIQL": True,
+}
+
+
+def get_settings() -> GQLSyncSettings:
+    """Return the defaults overlaid with ``settings.GQLSYNC``; unknown keys are an error."""
+    user: dict[str, Any] = getattr(django_settings, "GQLSYNC", {}) or {}
+    unknown = set(user) - set(DEFAULTS)
+    if unknown:
+        from gqlsync.exceptions import ConfigurationError
+
+        raise ConfigurationError(
+            f"Unknown GQLSYNC setting(s): {', '.join(sorted(unknown))}. "
+            f"Known: {', '.join(sorted(DEFAULTS))}."
+        )
+    return cast(GQLSyncSettings, {**DEFAULTS, **user})

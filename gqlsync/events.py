@@ -1,0 +1,132 @@
+"""Events: what changed, as plain data.
+
+An :class:`Event` is the only thing that travels from the write path to the subscribers.
+It holds primitives only (strings, numbers, booleans, ``None``, lists and dicts of those),
+so any channel layer can carry it and no model instance, queryset or socket ever leaks
+across the boundary. It names the row (model label and primary key), the operation, the
+fields that changed and, where the subscribers cannot read it from the database any more,
+the row's last visible values:
+
+- ``UPDATED`` carries ``before``: the previous values of the changed fields (as far as
+  they are known), for consumers that need the transition, not only the new state;
+- ``DELETED`` carries ``before``: the row's last values (its registration's travelling
+  fields, foreign keys as ids, and the last state of registered rows they point to), which
+  become the event's ``node``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import enum
+import itertools
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Keys of the channel-layer message (``type`` is Channels' own routing key).
+MESSAGE_TYPE = "gqlsync.event"
+
+
+class Op(enum.Enum):
+    """What happened to the row."""
+
+    CREATED = "CREATED"
+    UPDATED = "UPDATED"
+    DELETED = "DELETED"
+
+
+_counter = itertools.count()
+_process = f"{os.getpid() & 0xFFFF:04x}{int.from_bytes(os.urandom(2), 'big'):04x}"
+
+
+def to_primitive(value: Any) -> Any:
+    """A JSON-safe form of a model field value (dates as ISO strings, decimals as strings)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, list | tuple):
+        return [to_primitive(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_primitive(v) for k, v in value.items()}
+    return str(value)
+
+
+def new_cursor() -> str:
+    """A new opaque cursor: sortable by time within a process, unique across processes."""
+    return f"{time.time_ns() // 1_000_000:011x}-{next(_counter) & 0xFFFFFF:06x}-{_process}"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One committed change to one row."""
+
+    model: str
+    """The model's label, lower case: ``"bookstore.book"``."""
+    pk: int | str
+    """The primary key, as a JSON primitive (UUIDs and other types become strings)."""
+    op: Op
+    changed: tuple[str, ...] = ()
+    """Names of the fields that changed; empty when unknown (every field may have)."""
+    before: dict[str, Any] | None = None
+    """Previous values of ``changed`` (``UPDATED``) or the last values (``DELETED``)."""
+    cursor: str = field(default_factory=new_cursor)
+
+    def to_message(self) -> dict[str, Any]:
+        """The channel-layer message; ``type`` routes it, the rest is the event."""
+        return {
+            "type": MESSAGE_TYPE,
+            "model": self.model,
+            "pk": self.pk,
+            "op": self.op.value,
+            "changed": list(self.changed),
+            "before": self.before,
+            "cursor": self.cursor,
+        }
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> Event:
+        """Read an event back from a channel-layer message; raises ``KeyError``/``ValueError``."""
+        return cls(
+            model=str(message["model"]),
+            pk=message["pk"],
+            op=Op(message["op"]),
+            changed=tuple(message.get("changed") or ()),
+            before=message.get("before"),
+            cursor=str(message["cursor"]),
+        )
+
+    def merge(self, later: Event) -> Event | None:
+        """Coalesce two changes to the same row inside one transaction.
+
+        Subscribers see the net effect of a transaction: a row created and updated is
+        ``CREATED``; created and deleted is nothing (``None``); updated twice is one
+        ``UPDATED`` with the union of changed fields and the *first* previous values;
+        deleted and created again under the same key is ``UPDATED``.
+        """
+        if (self.model, self.pk) != (later.model, later.pk):
+            raise ValueError("only changes to the same row merge")
+        first, then = self.op, later.op
+        if first is Op.CREATED and then is Op.DELETED:
+            return None
+        if first is Op.CREATED:
+            return Event(self.model, self.pk, Op.CREATED, cursor=later.cursor)
+        if then is Op.DELETED:
+            return Event(self.model, self.pk, Op.DELETED, later.changed, later.before, later.cursor)
+        if first is Op.DELETED:  # deleted, then created again with the same key
+            return Event(self.model, self.pk, Op.UPDATED, cursor=later.cursor)
+        # UPDATED then UPDATED (or UPDATED then CREATED, which a save() after delete can't be)
+        if not self.changed or not later.changed:
+            changed: tuple[str, ...] = ()
+            before = None
+        else:
+            changed = tuple(dict.fromkeys((*self.changed, *later.changed)))
+            before = {**(later.before or {}), **(self.before or {})}
+        return Event(self.model, self.pk, Op.UPDATED, changed, before, later.cursor)

@@ -1,0 +1,213 @@
+"""Subscription fields: ``subscription()`` generates one, ``listen()`` powers your own.
+
+``gqlsync.subscription(BookType)`` is a Strawberry field yielding ``BookEvent``::
+
+    type BookEvent { op: ChangeOp!  id: ID!  cursor: String!  node: Book! }
+
+with the arguments ``filters`` (the type's strawberry-django filter input, when it has one)
+and ``id`` (watch one row). The node of a ``DELETED`` event is the row's last state.
+
+``gqlsync.listen(info, BookType, where=Q(...))`` is the same stream as an async iterator of
+:class:`Change`, for resolvers with custom arguments or logic; yield the changes as they
+come (they resolve as the type's ``BookEvent``) or build anything from them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import strawberry
+from django.db import models
+from django.db.models import Q
+from graphql import GraphQLError
+from strawberry import relay
+from strawberry.types import Info
+from strawberry_django.filters import process_filters
+
+from gqlsync import broker, registry
+from gqlsync.auth import get_user
+from gqlsync.events import Op
+from gqlsync.hub import Subscription, get_hub
+from gqlsync.matching import RowFilter
+from gqlsync.permissions import Permission
+
+ChangeOp = strawberry.enum(Op, name="ChangeOp", description="What happened to the row.")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change as a subscriber sees it; resolves as the generated ``<Type>Event``."""
+
+    op: Op
+    id: str
+    cursor: str
+    node: models.Model
+    pk: Any
+    changed: tuple[str, ...]
+
+
+def _definition(type_: type) -> Any:
+    definition = getattr(type_, "__strawberry_django_definition__", None)
+    if definition is None:
+        raise TypeError(f"{type_!r} is not a strawberry_django type")
+    return definition
+
+
+def _graphql_name(type_: type) -> str:
+    definition = getattr(type_, "__strawberry_definition__", None)
+    return str(definition.name) if definition is not None else type_.__name__
+
+
+def _global_id(type_: type, pk: Any) -> str:
+    if isinstance(type_, type) and issubclass(type_, relay.Node):
+        return str(relay.to_base64(_graphql_name(type_), pk))
+    return str(pk)
+
+
+def _pk_of(type_: type, id: Any) -> Any:
+    """The primary key an ``id`` argument names (relay types take global ids)."""
+    if id is None or not (isinstance(type_, type) and issubclass(type_, relay.Node)):
+        return id
+    try:
+        type_name, pk = relay.from_base64(id)
+    except Exception:  # malformed: no row has it
+        raise GraphQLError(f"Invalid id {id!r}.", extensions={"code": "BAD_USER_INPUT"}) from None
+    if type_name != _graphql_name(type_):
+        raise GraphQLError(f"Id {id!r} is not a {_graphql_name(type_)}.",
+                           extensions={"code": "BAD_USER_INPUT"})
+    return pk
+
+
+_event_types: dict[type, type] = {}
+
+
+def event_type(type_: type) -> type:
+    """The ``<Name>Event`` type of a strawberry_django type (created once, then cached)."""
+    if type_ in _event_types:
+        return _event_types[type_]
+    name = _graphql_name(type_)
+    base = name[: -len("Type")] if name.endswith("Type") and len(name) > 4 else name
+    namespace = {
+        "__annotations__": {"op": ChangeOp, "id": strawberry.ID, "cursor": str, "node": type_},
+        "__doc__": f"A committed change to a {base}.",
+    }
+    cls = strawberry.type(type(f"{base}Event", (), namespace), name=f"{base}Event")
+    _event_types[type_] = cls
+    return cls
+
+
+def _filter_condition(filters: Any, queryset: Any, info: Info | None) -> RowFilter:
+    filtered_qs, q = process_filters(filters, queryset, info)
+    # a custom filter method may have changed the queryset itself: then Q alone is not the
+    # whole condition and deleted rows cannot be judged by it
+    exact_q = q if str(filtered_qs.query) == str(queryset.query) else None
+    return RowFilter(filtered_qs.filter(q) if q else filtered_qs, exact_q)
+
+
+async def listen(
+    info: Info,
+    type_: type,
+    *,
+    filters: Any = None,
+    where: Q | None = None,
+    pk: Any = None,
+    permission: Permission | None = None,
+) -> AsyncIterator[Change]:
+    """Stream the committed changes to ``type_``'s model that this subscriber may see.
+
+    - ``filters``: a strawberry-django filter input value (as the field received it);
+    - ``where``: any ``Q`` on the model;
+    - ``pk``: watch one row only;
+    - ``permission``: a :class:`~gqlsync.permissions.Permission`; checked now (a GraphQL
+      error if the user may not subscribe) and on every event (rows the user may not see
+      are never sent).
+    """
+    model: type[models.Model] = _definition(type_).model
+    registry.register(model)
+    label = registry.label_of(model)
+    user = get_user(info)
+    if permission is not None and not permission.has_operation(user):
+        raise GraphQLError(permission.message, extensions={"code": "FORBIDDEN"})
+    base = model._default_manager.all()
+    checks: list[RowFilter] = []
+    if filters not in (None, strawberry.UNSET):
+        checks.append(_filter_condition(filters, base, info))
+    if where is not None:
+        checks.append(RowFilter.where(base, where))
+    if permission is not None:
+        checks.append(RowFilter.where(base, permission.visible(user)))
+    group = broker.row_group(label, pk) if pk is not None else broker.model_group(label)
+    scope = permission.scope(user) if permission is not None else None
+    subscription = Subscription(model=label, group=group, checks=checks, scope=scope)
+    hub = get_hub()
+    await hub.subscribe(subscription)
+    try:
+        while True:
+            delivery = await subscription.next()
+            event, instance = delivery.event, delivery.instance
+            yield Change(
+                op=event.op,
+                id=_global_id(type_, event.pk),
+                cursor=event.cursor,
+                node=instance,
+                pk=event.pk,
+                changed=event.changed,
+            )
+    finally:
+        hub.unsubscribe(subscription)
+
+
+def subscription(
+    type_: type,
+    *,
+    filters: type | None = None,
+    permission: Permission | None = None,
+    name: str | None = None,
+    description: str | None = None,
+) -> Any:
+    """A subscription field streaming ``<Type>Event`` for every committed change.
+
+    ``filters`` defaults to the filter input declared on the type
+    (``@strawberry_django.type(Model, filters=...)``); pass ``permission`` to restrict who
+    may subscribe and which rows each subscriber receives.
+    """
+    definition = _definition(type_)
+    registry.register(definition.model)
+    event_cls = event_type(type_)
+    filter_type = filters if filters is not None else definition.filters
+
+    async def resolver(
+        info: Info, filters: Any = None, id: strawberry.ID | None = None
+    ) -> AsyncGenerator[Any, None]:
+        async for change in listen(
+            info, type_, filters=filters, pk=_pk_of(type_, id), permission=permission
+        ):
+            yield change
+
+    params = [
+        inspect.Parameter("info", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Info),
+        inspect.Parameter(
+            "id", inspect.Parameter.KEYWORD_ONLY, default=None,
+            annotation=strawberry.ID | None,
+        ),
+    ]
+    annotations: dict[str, Any] = {
+        "info": Info,
+        "id": strawberry.ID | None,
+        "return": AsyncGenerator[event_cls, None],  # type: ignore[valid-type]
+    }
+    if filter_type is not None:
+        params.append(inspect.Parameter(
+            "filters", inspect.Parameter.KEYWORD_ONLY, default=None,
+            annotation=filter_type | None,
+        ))
+        annotations["filters"] = filter_type | None
+    cast(Any, resolver).__signature__ = inspect.Signature(
+        params, return_annotation=annotations["return"]
+    )
+    resolver.__annotations__ = annotations
+    field: Callable[..., Any] = strawberry.subscription
+    return field(resolver, name=name, description=description)

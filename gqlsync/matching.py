@@ -1,0 +1,171 @@
+"""Matching: does a changed row belong to a subscription?
+
+A subscription's interest is a list of :class:`RowFilter`: the GraphQL ``filters`` argument,
+a ``where=`` Q object, a permission's visible rows. Each is a queryset over the model,
+and the hub asks every *distinct* one once per event (two subscriptions whose querysets
+compile to the same SQL share the answer).
+
+- A row that exists is matched by the database itself: ``queryset.filter(pk=pk).exists()``,
+  with the database's collation, joins and custom filter methods.
+- A deleted row is gone from the database, so its last state (from the event) is matched
+  in Python against the filter's ``Q``: local fields with Django's lookup semantics for
+  the common lookups, relations by following the row's foreign keys to rows that still
+  exist and asking the database from there. A lookup this cannot decide (a reverse or
+  many-to-many relation of the deleted row, a custom filter method) does not match, and
+  is logged once: a delete is never sent to a subscription that may not have matched it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import FieldDoesNotExist
+from django.db import models
+from django.db.models import Q, QuerySet
+from django.db.models.constants import LOOKUP_SEP
+
+logger = logging.getLogger("gqlsync.matching")
+
+#: set by the hub on rebuilt rows: the attnames that have real values (see hub._rebuild)
+KNOWN_FIELDS = "_gqlsync_known_fields"
+
+
+class Undecidable(Exception):
+    """The deleted row's last state cannot tell whether it matched."""
+
+
+def _ci(v: Any) -> str:
+    return str(v).casefold()
+
+
+_LOOKUPS: dict[str, Callable[[Any, Any], bool]] = {
+    "exact": lambda a, b: a == b if b is not None else a is None,
+    "iexact": lambda a, b: a is not None and _ci(a) == _ci(b),
+    "contains": lambda a, b: a is not None and str(b) in str(a),
+    "icontains": lambda a, b: a is not None and _ci(b) in _ci(a),
+    "startswith": lambda a, b: a is not None and str(a).startswith(str(b)),
+    "istartswith": lambda a, b: a is not None and _ci(a).startswith(_ci(b)),
+    "endswith": lambda a, b: a is not None and str(a).endswith(str(b)),
+    "iendswith": lambda a, b: a is not None and _ci(a).endswith(_ci(b)),
+    "in": lambda a, b: a in list(b),
+    "gt": lambda a, b: a is not None and a > b,
+    "gte": lambda a, b: a is not None and a >= b,
+    "lt": lambda a, b: a is not None and a < b,
+    "lte": lambda a, b: a is not None and a <= b,
+    "range": lambda a, b: a is not None and b[0] <= a <= b[1],
+    "isnull": lambda a, b: (a is None) == bool(b),
+    "regex": lambda a, b: a is not None and re.search(b, str(a)) is not None,
+    "iregex": lambda a, b: a is not None and re.search(b, str(a), re.I) is not None,
+}
+
+
+def _value_of(value: Any) -> Any:
+    return value.pk if isinstance(value, models.Model) else value
+
+
+def _leaf(instance: models.Model, path: str, value: Any) -> bool:
+    parts = path.split(LOOKUP_SEP)
+    model = type(instance)
+    name, rest = parts[0], parts[1:]
+    if name == "pk":
+        name = model._meta.pk.name  # type: ignore[union-attr]
+    try:
+        field: Any = model._meta.get_field(name)
+    except FieldDoesNotExist:
+        raise Undecidable(f"{model._meta.label}.{name}") from None
+    if field.many_to_many or field.one_to_many or (field.one_to_one and not field.concrete):
+        raise Undecidable(f"{model._meta.label}.{name} is a reverse or many-to-many relation")
+    known = instance.__dict__.get(KNOWN_FIELDS)
+    if known is not None and field.attname not in known:
+        raise Undecidable(f"{model._meta.label}.{name} did not travel with the delete")
+    if field.is_relation and rest and rest[0] not in _LOOKUPS:
+        target_pk = getattr(instance, field.attname)
+        if target_pk is None:
+            return False
+        if field.is_cached(instance):
+            # the target's last state travelled with the delete (it may be gone too)
+            return _leaf(field.get_cached_value(instance), LOOKUP_SEP.join(rest), value)
+        # Follow the foreign key to a row that still exists and let the database decide.
+        related: type[models.Model] = field.related_model  # type: ignore[assignment]
+        return related._default_manager.filter(
+            Q(pk=target_pk) & Q(**{LOOKUP_SEP.join(rest): value})
+        ).exists()
+    lookup = rest[0] if rest else "exact"
+    if len(rest) > 1 or lookup not in _LOOKUPS:
+        raise Undecidable(f"lookup {path}")
+    attname = field.attname if field.is_relation else field.name
+    current = getattr(instance, attname)
+    if field.is_relation:
+        value = _value_of(value)
+        if lookup == "in":
+            value = [_value_of(v) for v in value]
+    elif value is not None and lookup not in ("isnull", "in", "range", "regex", "iregex"):
+        value = field.to_python(value)
+    return _LOOKUPS[lookup](current, value)
+
+
+def matches_instance(q: Q, instance: models.Model) -> bool:
+    """Evaluate ``q`` against an (unsaved) instance; raises :class:`Undecidable`."""
+    results: list[bool] = []
+    for child in q.children:
+        if isinstance(child, Q):
+            results.append(matches_instance(child, instance))
+        elif isinstance(child, tuple):
+            results.append(_leaf(instance, child[0], child[1]))
+        else:
+            raise Undecidable(f"expression {child!r}")
+    if not results:
+        outcome = True
+    elif q.connector == Q.OR:
+        outcome = any(results)
+    elif q.connector == Q.XOR:
+        outcome = sum(results) % 2 == 1
+    else:
+        outcome = all(results)
+    return not outcome if q.negated else outcome
+
+
+class RowFilter:
+    """One condition on rows: a queryset for live rows, its ``Q`` for deleted ones."""
+
+    __slots__ = ("key", "q", "queryset")
+
+    def __init__(self, queryset: QuerySet[Any], q: Q | None) -> None:
+        self.queryset = queryset
+        self.q = q  # None: cannot judge deleted rows
+        sql, params = queryset.query.sql_with_params()
+        self.key = (queryset.model._meta.label_lower, sql, repr(params))
+
+    @classmethod
+    def where(cls, queryset: QuerySet[Any], q: Q) -> RowFilter:
+        return cls(queryset.filter(q), q)
+
+    def matches_row(self, pk: Any) -> bool:
+        """Is the live row ``pk`` in the filtered queryset? (one query)"""
+        return self.queryset.filter(pk=pk).exists()
+
+    def matches_deleted(self, instance: models.Model) -> bool:
+        """Did the deleted row, by its last state, match?"""
+        if self.q is None:
+            _warn_once(self.key, "filter has no Q (custom method)")
+            return False
+        try:
+            return matches_instance(self.q, instance)
+        except Undecidable as why:
+            _warn_once(self.key, str(why))
+            return False
+
+    def __repr__(self) -> str:
+        return f"<RowFilter {self.key[0]} {self.q!r}>"
+
+
+_warned: set[Any] = set()
+
+
+def _warn_once(key: Any, why: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        logger.warning("gqlsync: a delete cannot be matched to a filter (%s); not sent", why)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BookstoreConfig(AppConfig):
+    name = "schema_examples.bookstore"
+    label = "bookstore"

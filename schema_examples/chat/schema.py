@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+from asgiref.sync import sync_to_async
+from django.contrib.auth import authenticate
+from django.db.models import Q
+from graphql import GraphQLError
+from strawberry.types import Info
+
+import gqlsync
+from gqlsync.auth import User
+from schema_examples.chat.models import Message, Room
+from schema_examples.chat.permissions import members_only
+from schema_examples.chat.types import MessageType, RoomType
+
+MessageEvent = gqlsync.event_type(MessageType)
+
+
+@strawberry.type
+class LoginResult:
+    token: str
+
+
+def _member_room(user: User, name: str) -> Room:
+    if not user.is_authenticated:
+        raise GraphQLError("You must be signed in.", extensions={"code": "UNAUTHENTICATED"})
+    room = Room.objects.filter(name=name, members=user.pk).first()
+    if room is None:  # no such room, or not a member: the same answer, nothing leaks
+        raise GraphQLError(f"You are not a member of room {name!r}.",
+                           extensions={"code": "FORBIDDEN"})
+    return room
+
+
+def _login(username: str, password: str) -> str:
+    user = authenticate(username=username, password=password)
+    if user is None:
+        raise GraphQLError("Invalid username or password.", extensions={"code": "BAD_LOGIN"})
+    return gqlsync.make_token(user)
+
+
+def _rooms(user: User) -> list[Room]:
+    if not user.is_authenticated:
+        return []
+    return list(Room.objects.filter(members=user.pk).order_by("name"))
+
+
+def _send(user: User, room: str, text: str) -> Message:
+    target = _member_room(user, room)
+    return Message.objects.create(room=target, author=user, text=text)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def rooms(self, info: Info) -> list[RoomType]:
+        return await sync_to_async(_rooms)(gqlsync.get_user(info))  # type: ignore[return-value]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def login(self, username: str, password: str) -> LoginResult:
+        return LoginResult(token=await sync_to_async(_login)(username, password))
+
+    @strawberry.mutation
+    async def send_message(self, info: Info, room: str, text: str) -> MessageType:
+        user = gqlsync.get_user(info)
+        return await sync_to_async(_send)(user, room, text)  # type: ignore[return-value]
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription
+    async def message_changed(
+        self, info: Info, room: str
+    ) -> AsyncGenerator[MessageEvent, None]:  # type: ignore[valid-type]
+        user = gqlsync.get_user(info)
+        await sync_to_async(_member_room)(user, room)
+        async for change in gqlsync.listen(
+            info, MessageType, where=Q(room__name=room), permission=members_only
+        ):
+            yield change

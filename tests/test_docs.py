@@ -1,0 +1,319 @@
+"""The documentation: its examples run, its reference pages are complete, it builds.
+
+How the examples are run. Every Python example of the docs is a file in ``docs/examples/``
+that the pages include verbatim (``--8<-- "docs/examples/<name>.py"``), so what a reader
+sees is what runs here. The files are not named ``test_*.py`` and live outside
+``testpaths``, so pytest never collects them on its own. This module loads each one
+with :func:`load_example` (importlib, from its path) and either re-exports its test
+functions under this module's names (pytest collects them here, with their marks), or
+exercises its functions in a test below. ``test_every_example_is_shown_and_run`` keeps
+the two lists honest: no example file goes untested or unshown.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.test import override_settings
+from django.test.utils import isolate_apps
+
+import gqlsync
+from gqlsync import Op, conf, exceptions, registry
+from gqlsync.testing import GraphQLWSClient, capture_events
+from tests.conftest import CI
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+EXAMPLES = DOCS / "examples"
+SNIPPET = re.compile(r'^\s*--8<--\s+"([^"]+)"\s*$', re.MULTILINE)
+
+
+def load_example(name: str, module_name: str | None = None) -> ModuleType:
+    """Import ``docs/examples/<name>.py`` (registered in ``sys.modules`` for import_string)."""
+    module_name = module_name or f"gqlsync_docs_example_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
+
+
+def page(path: str) -> str:
+    return (DOCS / path).read_text(encoding="utf-8")
+
+
+# ----------------------------------------------------------------- examples that are tests
+
+_capture = load_example("capture_events")
+test_example_capture_net_effect = _capture.test_a_transaction_publishes_its_net_effect_at_commit
+test_example_capture_update = _capture.test_an_update_says_what_changed_and_what_it_was
+test_example_capture_savepoint = _capture.test_a_rolled_back_savepoint_publishes_nothing
+
+_ws_client = load_example("ws_client")
+test_example_ws_client = _ws_client.test_a_new_book_reaches_the_subscriber
+
+_rejected = load_example("rejected_token")
+test_example_rejected_token = _rejected.test_a_forged_token_closes_the_connection_with_4403
+
+# Examples exercised by the tests below, by file name. Together with the re-exports
+# above this must be every file in docs/examples/.
+RUN_HERE = {
+    "capture_events", "ws_client", "rejected_token", "settings", "settings_redis",
+    "register", "listen", "permissions", "token_authenticator", "notify", "tracked_queryset",
+}
+
+
+def test_every_example_is_shown_and_run() -> None:
+    files = {p.stem for p in EXAMPLES.glob("*.py")}
+    assert files == RUN_HERE, "add new examples to RUN_HERE and test them"
+    included = {
+        Path(target).stem
+        for md in DOCS.rglob("*.md")
+        for target in SNIPPET.findall(md.read_text(encoding="utf-8"))
+        if target.startswith("docs/examples/")
+    }
+    assert files <= included, f"examples no page shows: {sorted(files - included)}"
+
+
+# ----------------------------------------------------------------- examples run here
+
+
+def _layer(config: dict[str, Any]) -> Any:
+    from django.utils.module_loading import import_string
+
+    return import_string(config["BACKEND"])(**config.get("CONFIG", {}))
+
+
+async def test_example_settings() -> None:
+    settings = load_example("settings")
+    assert {"strawberry_django", "gqlsync"} <= set(settings.INSTALLED_APPS)
+    with override_settings(GQLSYNC=settings.GQLSYNC):
+        assert conf.get_settings()["ALLOWED_ORIGINS"] == ["https://app.example.com"]
+    layer = _layer(settings.CHANNEL_LAYERS["default"])
+    await layer.group_add("docs-example", "docs-example-channel")
+    await layer.group_send("docs-example", {"type": "hello"})
+    assert await layer.receive("docs-example-channel") == {"type": "hello"}
+
+
+async def test_example_settings_redis(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    settings = load_example("settings_redis", "gqlsync_docs_example_settings_redis_env")
+    config = settings.CHANNEL_LAYERS["default"]
+    layer = _layer({**config, "CONFIG": {**config["CONFIG"], "prefix": "gqlsync-docs-test"}})
+    try:
+        channel = await layer.new_channel()
+        await layer.group_add("docs-example", channel)
+        await layer.group_send("docs-example", {"type": "hello"})
+        assert await layer.receive(channel) == {"type": "hello"}
+        await layer.group_discard("docs-example", channel)
+    finally:
+        await layer.flush()
+        await layer.close_pools()
+    sys.modules.pop("gqlsync_docs_example_settings_redis_env", None)
+
+
+def test_example_register() -> None:
+    # The example is a models.py: load it as a module of the bookstore app, with its
+    # models in a throwaway app registry, and forget its registrations afterwards.
+    with isolate_apps("schema_examples.bookstore"):
+        models = load_example("register", "schema_examples.bookstore.docs_register_example")
+    try:
+        assert registry.get(models.Customer).snapshot_fields == ("id", "name", "email")
+        # the primary key always travels; foreign keys travel as their ids
+        assert registry.get(models.Order).snapshot_fields == ("id", "customer_id", "status")
+        customer = models.Customer(pk=7, name="Ann", email="ann@example.com",
+                                   password_hint="the cat")
+        assert registry.snapshot(customer) == {"id": 7, "name": "Ann",
+                                               "email": "ann@example.com"}
+    finally:
+        sys.modules.pop("schema_examples.bookstore.docs_register_example", None)
+        for label in ("bookstore.customer", "bookstore.order"):
+            registry._registry.pop(label, None)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_example_listen() -> None:
+    from schema_examples.bookstore.models import Author, Book
+
+    listen = load_example("listen")
+    author = await sync_to_async(Author.objects.create)(name="Lee Child", email="l@c.example")
+    async with GraphQLWSClient(listen.application) as client:
+        matching = await client.subscribe(
+            'subscription { booksMatching(text: "floor") { op id node { title } } }'
+        )
+        log = await client.subscribe("subscription { bookLog }")
+        other = await sync_to_async(Book.objects.create)(title="Die Trying", author=author)
+        book = await sync_to_async(Book.objects.create)(title="Killing Floor", author=author)
+
+        assert (await matching.next(timeout=5))["data"]["booksMatching"] == {
+            "op": "CREATED", "id": str(book.pk), "node": {"title": "Killing Floor"},
+        }
+        assert [(await log.next(timeout=5))["data"]["bookLog"] for _ in range(2)] == [
+            f"CREATED book {other.pk} 'Die Trying' (-)",
+            f"CREATED book {book.pk} 'Killing Floor' (-)",
+        ]
+        book.title = "Killing Floor (1997)"
+        await sync_to_async(book.save)()
+        assert (await log.next(timeout=5))["data"]["bookLog"] == (
+            f"UPDATED book {book.pk} 'Killing Floor (1997)' (title)"
+        )
+        assert (await matching.next(timeout=5))["data"]["booksMatching"]["op"] == "UPDATED"
+        await matching.nothing()
+
+
+@pytest.mark.django_db
+def test_example_permissions() -> None:
+    from django.contrib.auth.models import AnonymousUser
+
+    from schema_examples.bookstore.models import Author, Book
+
+    permission = load_example("permissions").own_books_or_staff
+    users = get_user_model().objects
+    staff = users.create(username="editor", is_staff=True)
+    lee = users.create(username="lee", email="lee@example.com")
+    lee2 = users.create(username="lee-laptop", email="LEE@example.com")
+    stranger = users.create(username="stranger")
+    anonymous = AnonymousUser()
+    mine = Book.objects.create(
+        title="Killing Floor", author=Author.objects.create(name="Lee", email="lee@example.com")
+    )
+    theirs = Book.objects.create(
+        title="Hot Six", author=Author.objects.create(name="Janet", email="j@example.com")
+    )
+
+    def visible(user: Any) -> set[str]:
+        return set(permission.filter_queryset(user, Book.objects.all())
+                   .values_list("title", flat=True))
+
+    assert visible(staff) == {"Killing Floor", "Hot Six"}
+    assert visible(lee) == {"Killing Floor"}
+    assert visible(stranger) == visible(anonymous) == set()
+    assert permission.has_object(lee, mine)
+    assert not permission.has_object(lee, theirs)
+    assert not permission.has_operation(anonymous)
+    assert permission.has_operation(stranger)
+    # equal scopes see equal rows (and differ where the rows differ)
+    assert permission.scope(staff) == ("staff",)
+    assert permission.scope(lee) == permission.scope(lee2) != permission.scope(stranger)
+
+
+@pytest.mark.django_db
+def test_example_token_authenticator() -> None:
+    module = load_example("token_authenticator")
+    users = get_user_model().objects
+    bot = users.create(username="reporting-bot")
+    alice = users.create(username="alice-docs")
+    path = f"{module.__name__}.authenticate"
+    with override_settings(SERVICE_TOKENS={"reporting-bot": "s3cret-service-token"},
+                           GQLSYNC={"TOKEN_AUTHENTICATOR": path}):
+        assert gqlsync.auth.user_for_token("s3cret-service-token") == bot
+        assert gqlsync.auth.user_for_token(gqlsync.make_token(alice)) == alice
+        with pytest.raises(gqlsync.auth.InvalidToken):
+            gqlsync.auth.user_for_token("not-a-token")
+        bot.is_active = False
+        bot.save()
+        with pytest.raises(gqlsync.auth.InvalidToken):
+            gqlsync.auth.user_for_token("s3cret-service-token")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_example_notify() -> None:
+    from schema_examples.bookstore.models import Author, Book
+
+    author = Author.objects.create(name="Lee Child", email="lee@example.com")
+    padded = Book.objects.create(title="  Die Trying ", author=author)
+    Book.objects.create(title="Killing Floor", author=author)
+    with capture_events() as events:
+        assert load_example("notify").trim_titles() == 1
+    assert [(e.model, e.pk, e.op, e.changed) for e in events] == [
+        ("bookstore.book", padded.pk, Op.UPDATED, ("title",))
+    ]
+    padded.refresh_from_db()
+    assert padded.title == "Die Trying"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_example_tracked_queryset() -> None:
+    from schema_examples.bookstore.models import Author, Book
+
+    module = load_example("tracked_queryset")
+    author = Author.objects.create(name="Lee Child", email="lee@example.com")
+    with capture_events() as created:
+        books = module.add_books(author, ["Killing Floor", "Die Trying"])
+    assert [(e.op, e.pk) for e in created] == [(Op.CREATED, b.pk) for b in books]
+    with capture_events() as updated:
+        assert module.mark_out_of_print(author) == 2
+    assert sorted((e.pk, e.op, e.changed, e.before) for e in updated) == sorted(
+        (b.pk, Op.UPDATED, ("title",), {"title": b.title}) for b in books
+    )
+    assert set(Book.objects.values_list("title", flat=True)) == {
+        "Killing Floor (out of print)", "Die Trying (out of print)"
+    }
+
+
+# ----------------------------------------------------------------- reference pages
+
+
+def test_settings_reference_lists_every_setting() -> None:
+    text = page("reference/settings.md")
+    missing = [key for key in conf.DEFAULTS if f"`{key}`" not in text]
+    assert missing == [], f"settings missing from docs/reference/settings.md: {missing}"
+    documented = set(re.findall(r"^\|\s*`([A-Z_]+)`", text, re.MULTILINE))
+    assert documented == set(conf.DEFAULTS), "the table lists a setting that does not exist"
+
+
+def test_api_reference_names_every_public_name() -> None:
+    text = page("reference/api.md")
+    missing = [name for name in gqlsync.__all__ if f"`{name}" not in text]
+    assert missing == [], f"public names missing from docs/reference/api.md: {missing}"
+
+
+def test_errors_reference_names_every_exception() -> None:
+    text = page("reference/errors.md")
+    names = [
+        name for name, value in vars(exceptions).items()
+        if isinstance(value, type) and issubclass(value, Exception)
+        and value.__module__ == exceptions.__name__
+    ]
+    assert names, "gqlsync.exceptions defines no exceptions?"
+    missing = [name for name in names if f"`{name}`" not in text]
+    assert missing == [], f"exceptions missing from docs/reference/errors.md: {missing}"
+
+
+def test_mkdocs_build_strict(tmp_path: Path) -> None:
+    if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("material") is None:
+        message = "mkdocs-material is not installed (pip install -e '.[docs]')"
+        if CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "WARNING" not in output, output
+    assert (tmp_path / "index.html").is_file()
+    assert (tmp_path / "guides" / "subscriptions" / "index.html").is_file()
+    # the included examples really are in the built pages
+    testing = (tmp_path / "guides" / "testing" / "index.html").read_text(encoding="utf-8")
+    assert "test_a_new_book_reaches_the_subscriber" in testing

@@ -1,0 +1,145 @@
+"""The hub: one group membership per process, however many subscriptions share it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.db.models import Q
+
+from gqlsync import broker
+from gqlsync.exceptions import SlowConsumerError
+from gqlsync.hub import Subscription, get_hub
+from gqlsync.matching import RowFilter
+from schema_examples.bookstore.models import Author, Book
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BOOKS = broker.model_group("bookstore.book")
+
+
+def group_members(group: str) -> set[str]:
+    layer = get_channel_layer()
+    return set(layer.groups.get(group, {}))
+
+
+@pytest.fixture
+async def lee() -> Author:
+    return await Author.objects.acreate(name="Lee Child", email="lee@child.com")
+
+
+async def test_many_subscriptions_share_one_group_membership() -> None:
+    hub = get_hub()
+    subs = [Subscription("bookstore.book", BOOKS) for _ in range(50)]
+    for sub in subs:
+        await hub.subscribe(sub)
+    assert group_members(BOOKS) == {hub.channel}
+    for sub in subs[:-1]:
+        hub.unsubscribe(sub)
+    await asyncio.sleep(0.05)
+    assert group_members(BOOKS) == {hub.channel}, "still one subscription: stay in the group"
+    hub.unsubscribe(subs[-1])
+    await asyncio.sleep(0.05)
+    assert group_members(BOOKS) == set()
+    await hub.close()
+
+
+async def test_every_subscription_gets_the_event_and_the_row_is_shared(lee: Author) -> None:
+    hub = get_hub()
+    subs = [Subscription("bookstore.book", BOOKS) for _ in range(3)]
+    for sub in subs:
+        await hub.subscribe(sub)
+    book = await Book.objects.acreate(title="Killing Floor", author=lee)
+    deliveries = [await asyncio.wait_for(sub.next(), 2) for sub in subs]
+    assert {d.event.pk for d in deliveries} == {book.pk}
+    assert len({id(d.instance) for d in deliveries}) == 1, "the row was loaded once"
+    assert hub.stats["events"] == 1
+    await hub.close()
+
+
+async def test_filters_are_answered_per_subscription(lee: Author) -> None:
+    janet = await Author.objects.acreate(name="Janet", email="janet@evanovich.com")
+    hub = get_hub()
+    base = Book.objects.all()
+    only_lee = Subscription("bookstore.book", BOOKS, [
+        RowFilter.where(base, Q(author__email="lee@child.com"))])
+    only_janet = Subscription("bookstore.book", BOOKS, [
+        RowFilter.where(base, Q(author__email="janet@evanovich.com"))])
+    await hub.subscribe(only_lee)
+    await hub.subscribe(only_janet)
+    book = await Book.objects.acreate(title="Die Trying", author=lee)
+    assert (await asyncio.wait_for(only_lee.next(), 2)).event.pk == book.pk
+    await asyncio.sleep(0.1)
+    assert only_janet.queue.empty()
+    await sync_to_async(book.delete)()
+    deleted = await asyncio.wait_for(only_lee.next(), 2)
+    assert deleted.event.op.value == "DELETED"
+    assert deleted.instance.title == "Die Trying"
+    await asyncio.sleep(0.1)
+    assert only_janet.queue.empty(), "a delete reaches only subscriptions the row matched"
+    del janet
+    await hub.close()
+
+
+async def test_ending_one_subscription_leaves_the_others_running(lee: Author) -> None:
+    hub = get_hub()
+    first = Subscription("bookstore.book", BOOKS)
+    second = Subscription("bookstore.book", BOOKS)
+    await hub.subscribe(first)
+    await hub.subscribe(second)
+    hub.unsubscribe(first)
+    book = await Book.objects.acreate(title="Still here", author=lee)
+    assert (await asyncio.wait_for(second.next(), 2)).event.pk == book.pk
+    assert first.queue.empty()
+    await hub.close()
+
+
+async def test_a_row_subscription_joins_only_its_row_group(lee: Author) -> None:
+    watched = await Book.objects.acreate(title="Watched", author=lee)
+    other = await Book.objects.acreate(title="Other", author=lee)
+    hub = get_hub()
+    sub = Subscription("bookstore.book", broker.row_group("bookstore.book", watched.pk))
+    await hub.subscribe(sub)
+    other.title = "Other 2"
+    await sync_to_async(other.save)()
+    watched.title = "Watched 2"
+    await sync_to_async(watched.save)()
+    delivery = await asyncio.wait_for(sub.next(), 2)
+    assert (delivery.event.pk, delivery.instance.title) == (watched.pk, "Watched 2")
+    await hub.close()
+
+
+async def test_a_slow_subscription_is_ended_without_holding_the_others(
+    lee: Author, settings: object
+) -> None:
+    settings.GQLSYNC = {"SUBSCRIPTION_QUEUE_SIZE": 2}  # type: ignore[attr-defined]
+    hub = get_hub()
+    slow = Subscription("bookstore.book", BOOKS)
+    fast = Subscription("bookstore.book", BOOKS)
+    await hub.subscribe(slow)
+    await hub.subscribe(fast)
+    received = []
+    for i in range(4):
+        await Book.objects.acreate(title=f"b{i}", author=lee)
+        received.append(await asyncio.wait_for(fast.next(), 2))
+    assert len(received) == 4
+    with pytest.raises(SlowConsumerError):
+        await asyncio.wait_for(slow.next(), 2)
+    await hub.close()
+
+
+async def test_an_event_for_a_row_deleted_since_is_skipped(lee: Author) -> None:
+    hub = get_hub()
+    sub = Subscription("bookstore.book", BOOKS)
+    await hub.subscribe(sub)
+    layer = get_channel_layer()
+    from gqlsync.events import Event, Op
+
+    for group, message in broker.messages_for(Event("bookstore.book", 123456, Op.UPDATED)):
+        await layer.group_send(group, message)
+    await asyncio.sleep(0.1)
+    assert sub.queue.empty()
+    assert hub.stats["stale"] == 1
+    await hub.close()
