@@ -43,7 +43,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 log "installing gqlsync[test,docs] into .venv"
-.venv/bin/pip install -q -e ".[test,docs,bench]"
+if ! .venv/bin/pip install -q -e ".[test,docs,bench]" >.venv/pip.log 2>&1; then
+  cat .venv/pip.log; exit 1
+fi
 
 # ---------------------------------------------------------------- node clients
 if [ -f tests/e2e/js/package.json ]; then
@@ -53,7 +55,7 @@ fi
 
 # ---------------------------------------------------------------- checks
 log "ruff"
-.venv/bin/ruff check gqlsync schema_examples tests bench
+.venv/bin/ruff check .
 log "mypy (strict on gqlsync/)"
 .venv/bin/mypy
 log "pytest"
