@@ -21,16 +21,22 @@ _LAZY = {
     "Change": "gqlsync.fields",
     "ChangeOp": "gqlsync.fields",
     "Event": "gqlsync.events",
+    "Guard": "gqlsync.permissions",
+    "DjangoPerms": "gqlsync.permissions",
     "IsAuthenticated": "gqlsync.permissions",
+    "IsStaff": "gqlsync.permissions",
     "Op": "gqlsync.events",
     "Permission": "gqlsync.permissions",
     "TrackedManager": "gqlsync.capture",
     "TrackedQuerySet": "gqlsync.capture",
     "event_type": "gqlsync.fields",
     "get_user": "gqlsync.auth",
+    "identity_changed": "gqlsync.capture",
     "listen": "gqlsync.fields",
     "make_token": "gqlsync.auth",
     "notify": "gqlsync.capture",
+    "protect": "gqlsync.permissions",
+    "authorize": "gqlsync.permissions",
     "register": "gqlsync.registry",
     "subscription": "gqlsync.fields",
 }
@@ -39,28 +45,43 @@ __all__ = [
     "AllowAny",
     "Change",
     "ChangeOp",
+    "DjangoPerms",
     "Event",
+    "Guard",
     "IsAuthenticated",
+    "IsStaff",
     "Op",
     "Permission",
     "TrackedManager",
     "TrackedQuerySet",
     "__version__",
+    "authorize",
     "event_type",
     "get_user",
+    "identity_changed",
     "listen",
     "make_token",
     "notify",
+    "protect",
     "register",
     "subscription",
 ]
 
 if TYPE_CHECKING:
     from gqlsync.auth import get_user, make_token
-    from gqlsync.capture import TrackedManager, TrackedQuerySet, notify
+    from gqlsync.capture import TrackedManager, TrackedQuerySet, identity_changed, notify
     from gqlsync.events import Event, Op
     from gqlsync.fields import Change, ChangeOp, event_type, listen, subscription
-    from gqlsync.permissions import AllowAny, IsAuthenticated, Permission
+    from gqlsync.permissions import (
+        AllowAny,
+        DjangoPerms,
+        Guard,
+        IsAuthenticated,
+        IsStaff,
+        Permission,
+        authorize,
+        protect,
+    )
     from gqlsync.registry import register
 
 

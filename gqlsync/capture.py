@@ -29,7 +29,7 @@ from django.db import DEFAULT_DB_ALIAS, models, router, transaction
 from django.db.models.signals import m2m_changed, post_delete, post_init, post_save
 
 from gqlsync import broker, registry
-from gqlsync.events import Event, Op, to_primitive
+from gqlsync.events import IDENTITY, Event, Op, to_primitive
 
 logger = logging.getLogger("gqlsync.capture")
 
@@ -252,11 +252,138 @@ def _on_m2m_any(sender: type[models.Model], instance: models.Model, **kwargs: An
         _on_m2m_changed(sender, instance, **kwargs)
 
 
+# --------------------------------------------------------------------------- identity
+
+_IDENTITY_FIELDS = ("is_active", "password", "is_staff", "is_superuser")
+_USER_INITIAL = "_gqlsync_identity"
+
+
+def identity_changed(user_pk: Any, what: str, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Tell every process that ``user_pk``'s identity changed (``what`` names how).
+
+    gqlsync calls this for logouts, deactivation, password, group and permission changes;
+    call it yourself when something else your permissions read about a user changes.
+    """
+    record(Event(IDENTITY, _pk(user_pk), Op.UPDATED, (what,)), using)
+
+
+def _on_user_init(sender: type[models.Model], instance: models.Model, **_: Any) -> None:
+    values = instance.__dict__
+    instance.__dict__[_USER_INITIAL] = {f: values[f] for f in _IDENTITY_FIELDS if f in values}
+
+
+def _on_user_save(
+    sender: type[models.Model], instance: models.Model, created: bool, raw: bool = False,
+    using: str = DEFAULT_DB_ALIAS, **_: Any,
+) -> None:
+    initial = instance.__dict__.get(_USER_INITIAL) or {}
+    _on_user_init(sender, instance)
+    if created or raw:
+        return
+    current = instance.__dict__
+    changed = [f for f in _IDENTITY_FIELDS
+               if f in current and initial.get(f, _MISSING) != current[f]]
+    for what in changed:
+        identity_changed(instance.pk, what, using)
+
+
+def _on_user_delete(
+    sender: type[models.Model], instance: models.Model, using: str = DEFAULT_DB_ALIAS, **_: Any
+) -> None:
+    record(Event(IDENTITY, _pk(instance.pk), Op.DELETED), using)
+
+
+def _on_logout(sender: Any, request: Any = None, user: Any = None, **_: Any) -> None:
+    if user is not None and user.pk is not None:
+        identity_changed(user.pk, "logout")
+
+
+def _on_auth_m2m(
+    sender: type[models.Model], instance: models.Model, action: str, reverse: bool,
+    model: type[models.Model], pk_set: set[Any] | None, using: str = DEFAULT_DB_ALIAS,
+    **_: Any,
+) -> None:
+    """Group membership and permission grants: tell every affected user."""
+    if action == "pre_clear":
+        instance.__dict__[_PRE_CLEAR + "auth"] = _affected_users(sender, instance, None, True)
+        return
+    if action not in ("post_add", "post_remove", "post_clear"):
+        return
+    if action == "post_clear":
+        users = instance.__dict__.pop(_PRE_CLEAR + "auth", set())
+    else:
+        users = _affected_users(sender, instance, pk_set, False)
+    for pk in sorted(users, key=str):
+        identity_changed(pk, "permissions", using)
+
+
+def _affected_users(
+    through: type[models.Model], instance: models.Model, pk_set: set[Any] | None,
+    everyone_related: bool,
+) -> set[Any]:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.contrib.auth.models import Permission as AuthPermission
+
+    user_model = get_user_model()
+    if isinstance(instance, user_model):
+        return {instance.pk}
+    if isinstance(instance, Group):
+        if through is Group.permissions.through:
+            return set(user_model._default_manager.filter(groups=instance)
+                       .values_list("pk", flat=True))
+        # group.user_set.add(...): the users named, or every member for a clear
+        if everyone_related or pk_set is None:
+            return set(user_model._default_manager.filter(groups=instance)
+                       .values_list("pk", flat=True))
+        return set(pk_set)
+    if isinstance(instance, AuthPermission):
+        if through is Group.permissions.through:
+            groups = (pk_set if pk_set is not None and not everyone_related
+                      else instance.group_set.values_list("pk", flat=True))
+            return set(user_model._default_manager.filter(groups__in=list(groups))
+                       .values_list("pk", flat=True))
+        if everyone_related or pk_set is None:
+            return set(instance.user_set.values_list("pk", flat=True))
+        return set(pk_set)
+    return set()
+
+
+def _connect_identity() -> None:
+    from django.apps import apps
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.signals import user_logged_out
+
+    if not apps.is_installed("django.contrib.auth"):
+        return
+    from django.contrib.auth.models import Group
+
+    user_model = get_user_model()
+    post_init.connect(_on_user_init, sender=user_model, dispatch_uid="gqlsync:identity",
+                      weak=False)
+    post_save.connect(_on_user_save, sender=user_model, dispatch_uid="gqlsync:identity",
+                      weak=False)
+    post_delete.connect(_on_user_delete, sender=user_model, dispatch_uid="gqlsync:identity",
+                        weak=False)
+    user_logged_out.connect(_on_logout, dispatch_uid="gqlsync:identity", weak=False)
+    throughs = [Group.permissions.through]
+    for name in ("groups", "user_permissions"):
+        try:
+            field: Any = user_model._meta.get_field(name)
+        except Exception:  # a custom user model without them
+            continue
+        throughs.append(field.remote_field.through)
+    for through in throughs:
+        m2m_changed.connect(_on_auth_m2m, sender=through,
+                            dispatch_uid=f"gqlsync:identity:{through._meta.label}", weak=False)
+
+
 def connect() -> None:
     """Connect the receivers (idempotent; :class:`gqlsync.apps.GQLSyncConfig` calls it)."""
     registry.on_register(_connect)
     # m2m "through" models may still be strings when a model registers: listen to all
     m2m_changed.connect(_on_m2m_any, dispatch_uid="gqlsync:m2m", weak=False)
+    _connect_identity()
 
 
 # --------------------------------------------------------------------------- bulk + notify

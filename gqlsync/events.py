@@ -29,6 +29,11 @@ from typing import Any
 #: Keys of the channel-layer message (``type`` is Channels' own routing key).
 MESSAGE_TYPE = "gqlsync.event"
 
+#: The model label of identity events: ``pk`` is a user's, ``changed`` says what happened
+#: to them (``is_active``, ``password``, ``permissions``, ``logout``…). Hubs re-check that
+#: user's connections and re-scope their subscriptions when one arrives.
+IDENTITY = "gqlsync.identity"
+
 
 class Op(enum.Enum):
     """What happened to the row."""

@@ -15,11 +15,12 @@ come (they resolve as the type's ``BookEvent``) or build anything from them.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, cast
 
 import strawberry
+from asgiref.sync import sync_to_async
 from django.db import models
 from django.db.models import Q
 from graphql import GraphQLError
@@ -32,7 +33,7 @@ from gqlsync.auth import get_user
 from gqlsync.events import Op
 from gqlsync.hub import Subscription, get_hub
 from gqlsync.matching import RowFilter
-from gqlsync.permissions import Permission
+from gqlsync.permissions import Permission, forbidden, permission_of
 
 ChangeOp = strawberry.enum(Op, name="ChangeOp", description="What happened to the row.")
 
@@ -121,27 +122,44 @@ async def listen(
     - ``filters``: a strawberry-django filter input value (as the field received it);
     - ``where``: any ``Q`` on the model;
     - ``pk``: watch one row only;
-    - ``permission``: a :class:`~gqlsync.permissions.Permission`; checked now (a GraphQL
-      error if the user may not subscribe) and on every event (rows the user may not see
-      are never sent).
+    - ``permission``: a :class:`~gqlsync.permissions.Permission` (default: the one
+      ``@gqlsync.protect`` put on ``type_``); checked now (a GraphQL error if the user may
+      not subscribe), on every event (a row the user may not see is never sent; one that
+      enters or leaves their view arrives as ``CREATED`` or ``DELETED``) and whenever the
+      user's identity changes (logout, deactivation, new groups or permissions).
     """
     model: type[models.Model] = _definition(type_).model
     registry.register(model)
     label = registry.label_of(model)
+    permission = permission if permission is not None else permission_of(type_)
     user = get_user(info)
-    if permission is not None and not permission.has_operation(user):
-        raise GraphQLError(permission.message, extensions={"code": "FORBIDDEN"})
     base = model._default_manager.all()
     checks: list[RowFilter] = []
     if filters not in (None, strawberry.UNSET):
         checks.append(_filter_condition(filters, base, info))
     if where is not None:
         checks.append(RowFilter.where(base, where))
-    if permission is not None:
-        checks.append(RowFilter.where(base, permission.visible(user)))
     group = broker.row_group(label, pk) if pk is not None else broker.model_group(label)
-    scope = permission.scope(user) if permission is not None else None
-    subscription = Subscription(model=label, group=group, checks=checks, scope=scope)
+    subscription = Subscription(model=label, group=group, checks=checks)
+    if permission is not None:
+        rule = permission
+
+        def rescope(user: Any) -> tuple[Hashable, Any] | None:
+            if not rule.has_operation(user):
+                return None
+            visible = rule.filter_queryset(user, base) if rule.tracks_rows() else None
+            return rule.scope(user), visible
+
+        subscription.rescope = rescope
+        # permission rules may read the database (user.has_perm): off the event loop
+        outcome = await sync_to_async(rescope)(user)
+        if outcome is None:
+            raise forbidden(permission.message)
+        subscription.scope, subscription.view_queryset = outcome
+        subscription.depends_on = [broker.model_group(d) for d in permission.depends_on]
+    context = info.context
+    connection = context.get("connection") if isinstance(context, dict) else None
+    subscription.connection = connection
     hub = get_hub()
     await hub.subscribe(subscription)
     try:
@@ -149,7 +167,7 @@ async def listen(
             delivery = await subscription.next()
             event, instance = delivery.event, delivery.instance
             yield Change(
-                op=event.op,
+                op=delivery.op,
                 id=_global_id(type_, event.pk),
                 cursor=event.cursor,
                 node=instance,

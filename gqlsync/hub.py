@@ -4,14 +4,22 @@ However many sockets subscribe, a process joins each group once (ref-counted), s
 change costs one channel-layer message per process. For each event the hub
 
 1. loads the row once (or, for a delete, rebuilds it from the event's last state),
-2. asks each *distinct* condition once (:class:`gqlsync.matching.RowFilter`, keyed by its
-   SQL: subscriptions with the same filter, or users whose permission yields the same
-   rows, share the answer),
-3. hands the event and the shared row to every subscription whose conditions all hold.
+2. asks each *distinct* condition once: stateless filters
+   (:class:`~gqlsync.matching.RowFilter`, keyed by SQL) and permission views
+   (:class:`~gqlsync.matching.TrackedView`, the visible keys of one scope), so users
+   whose permission yields the same rows share the answer,
+3. hands every subscription what it may see: the change itself, or — when the change
+   moved the row into or out of the subscriber's view — a ``CREATED`` or a ``DELETED``
+   carrying the last state the subscriber could see.
 
-All database work for one event happens in one ``sync_to_async`` call. Events are handled
-in arrival order, so each row's changes reach a subscription in commit order.
+Events of models a permission ``depends_on`` reload the views that use it, and the rows
+that entered or left them are announced. Identity events (a user deactivated, logged out,
+their password, groups or permissions changed) make the hub re-check that user's
+connections in this process: a connection whose credentials no longer hold is closed
+(``4403``), the others get their subscriptions re-scoped.
 
+All database work for one event happens in one ``sync_to_async`` call, and events are
+handled in arrival order, so each row's changes reach a subscription in commit order.
 A subscription's queue is bounded (``SUBSCRIPTION_QUEUE_SIZE``): a client that does not
 keep up is ended with :class:`~gqlsync.exceptions.SlowConsumerError` instead of holding
 memory or slowing the others.
@@ -21,31 +29,55 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import weakref
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from asgiref.sync import sync_to_async
 from django.db import models
 
 from gqlsync import broker, registry
 from gqlsync.conf import get_settings
-from gqlsync.events import Event, Op
+from gqlsync.events import IDENTITY, Event, Op
 from gqlsync.exceptions import SlowConsumerError, SubscriptionEnded
-from gqlsync.matching import KNOWN_FIELDS, RowFilter
+from gqlsync.matching import KNOWN_FIELDS, RowFilter, TrackedView
 
 logger = logging.getLogger("gqlsync.hub")
 
+#: close code for a connection whose user is no longer who they were (graphql-ws' Forbidden)
+CLOSE_FORBIDDEN = 4403
+
+
+class Connection(Protocol):
+    """What the hub needs of a transport connection (the WebSocket handler implements it)."""
+
+    user: Any
+
+    async def revalidate(self) -> bool:
+        """Re-read the connection's credentials; refresh ``user``; False if they are void."""
+
+    async def close_for(self, code: int, reason: str) -> None:
+        """Close the connection (its subscriptions end with it)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """What a subscription receives: the event and the row as one shared instance."""
+    """What a subscription receives: the event, the row as one shared instance, and the
+    operation as this subscriber sees it (a row entering its view is ``CREATED``)."""
 
     event: Event
     instance: models.Model
+    op: Op
+
+
+class Rescope(Protocol):
+    """How a subscription recomputes its conditions for a user (``fields.listen`` sets it)."""
+
+    def __call__(self, user: Any) -> tuple[Hashable, Any] | None:
+        """(scope, visible queryset or None) for ``user``, or None if they may not subscribe."""
 
 
 @dataclass(eq=False)
@@ -57,6 +89,13 @@ class Subscription:
     checks: Sequence[RowFilter] = ()
     #: who is asking, as a permission scope: equal scopes see the same rows and fields
     scope: Hashable = None
+    #: the rows this subscriber's permission lets it see, when that can change over time
+    view_queryset: Any = None
+    #: groups of models whose changes can change the view (permission.depends_on)
+    depends_on: Sequence[str] = ()
+    connection: Connection | None = None
+    rescope: Rescope | None = None
+    view: TrackedView | None = None
     queue: asyncio.Queue[Delivery | BaseException] = field(
         default_factory=lambda: asyncio.Queue(get_settings()["SUBSCRIPTION_QUEUE_SIZE"])
     )
@@ -86,6 +125,10 @@ class Subscription:
         if isinstance(item, BaseException):
             raise item
         return item
+
+
+# --------------------------------------------------------------------------- db work
+# (these run in the hub's database thread, one call per event)
 
 
 def _rebuild(reg: registry.Registration, before: dict[str, Any] | None, pk: Any) -> models.Model:
@@ -122,18 +165,98 @@ def _rebuild(reg: registry.Registration, before: dict[str, Any] | None, pk: Any)
     return instance
 
 
+def _previous(instance: models.Model, event: Event) -> models.Model:
+    """The row as it was before an update: the loaded row with ``before`` laid over it."""
+    previous = copy.copy(instance)
+    previous._state = copy.copy(instance._state)
+    previous._state.fields_cache = {}
+    for f in instance._meta.concrete_fields:
+        if event.before and f.attname in event.before:
+            raw = event.before[f.attname]
+            setattr(previous, f.attname, None if raw is None else f.to_python(raw))
+    return previous
+
+
+@dataclass
+class _Answers:
+    instance: models.Model | None
+    previous: models.Model | None
+    checks: dict[Hashable, bool]
+    views: dict[Hashable, tuple[bool, bool]]
+
+
 def _evaluate(
-    event: Event, checks: dict[Hashable, RowFilter]
-) -> tuple[models.Model | None, dict[Hashable, bool]]:
-    """Load the row and answer every distinct condition (runs in a worker thread)."""
+    event: Event, checks: dict[Hashable, RowFilter], views: dict[Hashable, TrackedView]
+) -> _Answers:
+    """Load the row, move it through every view, answer every filter."""
     reg = registry.get(event.model)
-    if event.op is Op.DELETED:
+    deleted = event.op is Op.DELETED
+    transitions = {key: view.transition(event.pk, deleted) for key, view in views.items()}
+    if deleted:
         instance = _rebuild(reg, event.before, event.pk)
-        return instance, {k: f.matches_deleted(instance) for k, f in checks.items()}
+        return _Answers(instance, instance,
+                        {k: f.matches_deleted(instance) for k, f in checks.items()}, transitions)
     loaded = reg.model._default_manager.filter(pk=event.pk).first()
     if loaded is None:
-        return None, {}  # deleted since: its DELETED event follows
-    return loaded, {k: f.matches_row(event.pk) for k, f in checks.items()}
+        return _Answers(None, None, {}, transitions)  # deleted since: its DELETED follows
+    answers = {k: f.matches_row(event.pk) for k, f in checks.items()}
+    previous = None
+    if any(before and not after for before, after in transitions.values()):
+        previous = _previous(loaded, event)
+        answers.update({("previous", k): f.matches_deleted(previous) for k, f in checks.items()})
+    return _Answers(loaded, previous, answers, transitions)
+
+
+def _rows(model: str, pks: set[Any]) -> dict[Any, models.Model]:
+    reg = registry.get(model)
+    return {
+        (row.pk if isinstance(row.pk, int) else str(row.pk)): row
+        for row in reg.model._default_manager.filter(pk__in=list(pks))
+    }
+
+
+def _diff_rows(
+    model: str, added: set[Any], removed: set[Any], checks: dict[Hashable, RowFilter]
+) -> tuple[dict[Any, models.Model], dict[tuple[Hashable, Any], bool]]:
+    """Rows that entered or left a view, and each filter's answer for each of them."""
+    rows = _rows(model, added | removed)
+    answers = {(key, pk): check.matches_row(pk) for key, check in checks.items() for pk in rows}
+    return rows, answers
+
+
+# --------------------------------------------------------------------------- the hub
+
+
+class _Views:
+    """Shared, ref-counted :class:`TrackedView` objects, by key."""
+
+    def __init__(self) -> None:
+        self.views: dict[Hashable, tuple[TrackedView, int]] = {}
+
+    async def acquire(self, queryset: Any) -> TrackedView:
+        candidate = TrackedView(queryset)
+        found = self.views.get(candidate.key)
+        if found is not None:
+            view, count = found
+            self.views[candidate.key] = (view, count + 1)
+            return view
+        await sync_to_async(candidate.load)()
+        found = self.views.get(candidate.key)  # another subscriber may have loaded it
+        if found is not None:
+            view, count = found
+            self.views[candidate.key] = (view, count + 1)
+            return view
+        self.views[candidate.key] = (candidate, 1)
+        return candidate
+
+    def release(self, view: TrackedView | None) -> None:
+        if view is None or view.key not in self.views:
+            return
+        _, count = self.views[view.key]
+        if count <= 1:
+            del self.views[view.key]
+        else:
+            self.views[view.key] = (view, count - 1)
 
 
 class Hub:
@@ -142,51 +265,94 @@ class Hub:
     def __init__(self) -> None:
         self.layer = broker.get_layer()
         self.channel: str | None = None
+        #: group -> subscriptions receiving that group's changes
         self.groups: dict[str, set[Subscription]] = {}
+        #: group -> subscriptions whose views depend on that group's model
+        self.watchers: dict[str, set[Subscription]] = {}
+        #: user pk -> this process's connections of that user
+        self.connections: dict[Any, set[Connection]] = {}
+        self.views = _Views()
+        self._joined: set[str] = set()
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
-        #: counters, for tests, the management command and benchmarks
-        self.stats = {"events": 0, "deliveries": 0, "stale": 0, "errors": 0}
+        self._busy = False
+        #: counters, for tests, the stats endpoint and benchmarks
+        self.stats = {"events": 0, "deliveries": 0, "stale": 0, "errors": 0, "revoked": 0}
 
     # ------------------------------------------------------------------ membership
 
-    async def subscribe(self, subscription: Subscription) -> None:
-        async with self._lock:
-            if self.channel is None:
-                self.channel = await self.layer.new_channel("gqlsync.hub.")
-                loop = asyncio.get_running_loop()
-                self._tasks = [loop.create_task(self._receive()), loop.create_task(self._work())]
-            members = self.groups.get(subscription.group)
-            if members is None:
-                await self.layer.group_add(subscription.group, self.channel)
-                members = self.groups[subscription.group] = set()
-            members.add(subscription)
+    async def _start(self) -> None:
+        if self.channel is None:
+            self.channel = await self.layer.new_channel("gqlsync.hub.")
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._receive()), loop.create_task(self._work())]
 
-    def unsubscribe(self, subscription: Subscription) -> None:
-        """Forget a subscription now; leave its group in the background if it was the last."""
-        subscription.ended = True
-        members = self.groups.get(subscription.group)
-        if members is None:
-            return
-        members.discard(subscription)
-        if not members:
-            task = asyncio.get_running_loop().create_task(self._leave(subscription.group))
-            self._tasks.append(task)
-            task.add_done_callback(self._forget_task)
+    async def _join(self, group: str) -> None:
+        await self._start()
+        if group not in self._joined:
+            await self.layer.group_add(group, self.channel)
+            self._joined.add(group)
+
+    def _needed(self, group: str) -> bool:
+        if group == broker.model_group(IDENTITY):
+            return any(self.connections.values())
+        return bool(self.groups.get(group)) or bool(self.watchers.get(group))
+
+    async def _leave_unused(self, groups: Sequence[str]) -> None:
+        async with self._lock:
+            for group in groups:
+                if group in self._joined and not self._needed(group):
+                    self._joined.discard(group)
+                    self.groups.pop(group, None)
+                    self.watchers.pop(group, None)
+                    await self.layer.group_discard(group, self.channel)
+
+    def _later(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.append(task)
+        task.add_done_callback(self._forget_task)
 
     def _forget_task(self, task: asyncio.Task[None]) -> None:
         if task in self._tasks:
             self._tasks.remove(task)
 
-    async def _leave(self, group: str) -> None:
+    async def subscribe(self, subscription: Subscription) -> None:
+        if subscription.view_queryset is not None:
+            subscription.view = await self.views.acquire(subscription.view_queryset)
         async with self._lock:
-            if not self.groups.get(group) and group in self.groups:
-                del self.groups[group]
-                await self.layer.group_discard(group, self.channel)
+            await self._join(subscription.group)
+            self.groups.setdefault(subscription.group, set()).add(subscription)
+            for group in subscription.depends_on:
+                await self._join(group)
+                self.watchers.setdefault(group, set()).add(subscription)
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Forget a subscription now; leave its groups in the background if unused."""
+        subscription.ended = True
+        self.groups.get(subscription.group, set()).discard(subscription)
+        for group in subscription.depends_on:
+            self.watchers.get(group, set()).discard(subscription)
+        self.views.release(subscription.view)
+        subscription.view = None
+        self._later(self._leave_unused([subscription.group, *subscription.depends_on]))
+
+    async def connect(self, user_pk: Any, connection: Connection) -> None:
+        """Follow ``user_pk``'s identity changes for ``connection``."""
+        async with self._lock:
+            await self._join(broker.model_group(IDENTITY))
+            self.connections.setdefault(user_pk, set()).add(connection)
+
+    def disconnect(self, user_pk: Any, connection: Connection) -> None:
+        connections = self.connections.get(user_pk)
+        if connections is not None:
+            connections.discard(connection)
+            if not connections:
+                del self.connections[user_pk]
+        self._later(self._leave_unused([broker.model_group(IDENTITY)]))
 
     def subscription_count(self) -> int:
-        return sum(len(members) for members in self.groups.values())
+        return len({s for members in self.groups.values() for s in members})
 
     # ------------------------------------------------------------------ events
 
@@ -206,6 +372,7 @@ class Hub:
     async def _work(self) -> None:
         while True:
             message = await self._inbox.get()
+            self._busy = True
             try:
                 await self.dispatch(message)
             except asyncio.CancelledError:
@@ -213,27 +380,130 @@ class Hub:
             except Exception:
                 self.stats["errors"] += 1
                 logger.exception("gqlsync hub: an event could not be dispatched")
+            finally:
+                self._busy = False
+
+    def idle(self) -> bool:
+        """Nothing received is waiting or being handled (``gqlsync.testing.settle``)."""
+        return self._inbox.empty() and not self._busy
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Serve one channel-layer message to the local subscriptions of its group."""
-        members = list(self.groups.get(message.get("group", ""), ()))
-        if not members:
+        group = message.get("group", "")
+        if group == broker.model_group(IDENTITY):
+            await self._identity(Event.from_message(message))
+            return
+        members = list(self.groups.get(group, ()))
+        watchers = list(self.watchers.get(group, ()))
+        if not members and not watchers:
             return
         event = Event.from_message(message)
         self.stats["events"] += 1
+        if members:
+            await self._changes(event, members)
+        if watchers:
+            await self._refresh({s.view.key: s.view for s in watchers if s.view is not None},
+                                watchers)
+
+    async def _changes(self, event: Event, members: list[Subscription]) -> None:
         checks: dict[Hashable, RowFilter] = {}
+        views: dict[Hashable, TrackedView] = {}
         for sub in members:
             for check in sub.checks:
                 checks.setdefault(check.key, check)
-        instance, answers = await sync_to_async(_evaluate)(event, checks)
-        if instance is None:
+            if sub.view is not None:
+                views.setdefault(sub.view.key, sub.view)
+        answers = await sync_to_async(_evaluate)(event, checks, views)
+        if answers.instance is None:
             self.stats["stale"] += 1
             return
-        delivery = Delivery(event, instance)
         for sub in members:
-            if all(answers[c.key] for c in sub.checks):
+            delivery = self._delivery_for(sub, event, answers)
+            if delivery is not None:
                 sub.deliver(delivery)
                 self.stats["deliveries"] += 1
+
+    @staticmethod
+    def _delivery_for(sub: Subscription, event: Event, answers: _Answers) -> Delivery | None:
+        assert answers.instance is not None
+        now = all(answers.checks[c.key] for c in sub.checks)
+        if sub.view is None:
+            return Delivery(event, answers.instance, event.op) if now else None
+        before, after = answers.views[sub.view.key]
+        if event.op is Op.DELETED:
+            return Delivery(event, answers.instance, Op.DELETED) if before and now else None
+        if after:
+            if not now:
+                return None
+            return Delivery(event, answers.instance, event.op if before else Op.CREATED)
+        if before and answers.previous is not None:
+            # the change took the row out of this subscriber's view: from where it stands
+            # the row is gone, and the last state it could see is the one before the change
+            was = all(answers.checks[("previous", c.key)] for c in sub.checks)
+            return Delivery(event, answers.previous, Op.DELETED) if was else None
+        return None
+
+    async def _refresh(
+        self, views: dict[Hashable, TrackedView], subs: Sequence[Subscription]
+    ) -> None:
+        """A model the views depend on changed: reload them and announce the difference."""
+        diffs = {}
+        for key, view in views.items():
+            diffs[key] = await sync_to_async(view.refresh)()
+        for key, (added, removed) in diffs.items():
+            if added or removed:
+                await self._announce([s for s in subs if s.view and s.view.key == key],
+                                     added, removed)
+
+    async def _announce(self, subs: Sequence[Subscription], added: set[Any],
+                        removed: set[Any]) -> None:
+        """Send rows entering (CREATED) and leaving (DELETED) the subscribers' view."""
+        if not subs:
+            return
+        model = subs[0].model
+        checks: dict[Hashable, RowFilter] = {c.key: c for s in subs for c in s.checks}
+        rows, answers = await sync_to_async(_diff_rows)(model, added, removed, checks)
+        for pk in sorted(rows, key=str):
+            op = Op.CREATED if pk in added else Op.DELETED
+            event = Event(model, pk, op)
+            for sub in subs:
+                if all(answers[(c.key, pk)] for c in sub.checks):
+                    sub.deliver(Delivery(event, rows[pk], op))
+                    self.stats["deliveries"] += 1
+
+    # ------------------------------------------------------------------ identity
+
+    async def _identity(self, event: Event) -> None:
+        for connection in list(self.connections.get(event.pk, ())):
+            if event.op is Op.DELETED or not await connection.revalidate():
+                self.stats["revoked"] += 1
+                await connection.close_for(CLOSE_FORBIDDEN, "Forbidden: credentials revoked")
+                continue
+            for sub in [s for members in self.groups.values() for s in members
+                        if s.connection is connection]:
+                await self._rescope(sub, connection.user)
+
+    async def _rescope(self, sub: Subscription, user: Any) -> None:
+        """The subscriber's identity changed: recompute its scope and view, send the diff."""
+        if sub.rescope is None or sub.ended:
+            return
+        outcome = await sync_to_async(sub.rescope)(user)
+        if outcome is None:
+            # end first: unsubscribe() marks it ended, and the reader must hear why
+            sub.end(SubscriptionEnded("Your permission to this subscription was withdrawn."))
+            self.unsubscribe(sub)
+            return
+        sub.scope, queryset = outcome
+        old_view = sub.view
+        new_view = await self.views.acquire(queryset) if queryset is not None else None
+        if old_view is not None and new_view is not None and old_view.key == new_view.key:
+            self.views.release(new_view)
+            return
+        sub.view, sub.view_queryset = new_view, queryset
+        self.views.release(old_view)
+        if old_view is not None and new_view is not None:
+            await self._announce([sub], new_view.pks - old_view.pks,
+                                 old_view.pks - new_view.pks)
 
     async def close(self) -> None:
         """Stop listening and end every subscription (tests, shutdown)."""
@@ -247,9 +517,11 @@ class Hub:
                 await task
         self._tasks = []
         if self.channel is not None:
-            for group in list(self.groups):
+            for group in list(self._joined):
                 await self.layer.group_discard(group, self.channel)
+        self._joined.clear()
         self.groups.clear()
+        self.watchers.clear()
         self.channel = None
 
 
@@ -263,8 +535,3 @@ def get_hub() -> Hub:
     if hub is None:
         hub = _hubs[loop] = Hub()
     return hub
-
-
-def reset_hub() -> None:
-    """Forget the running loop's hub (for tests that swap channel layers)."""
-    _hubs.pop(asyncio.get_running_loop(), None)

@@ -169,3 +169,48 @@ def _warn_once(key: Any, why: str) -> None:
     if key not in _warned:
         _warned.add(key)
         logger.warning("gqlsync: a delete cannot be matched to a filter (%s); not sent", why)
+
+
+def _key_of(pk: Any) -> int | str:
+    return pk if isinstance(pk, int) else str(pk)
+
+
+class TrackedView:
+    """The rows one permission lets one scope see, kept current event by event.
+
+    Whether a subscriber may *still* see a row, or could see it *before* a change, is a
+    question about history that the database cannot answer after the fact. So for each
+    distinct visible queryset (shared by every subscription whose permission yields the
+    same SQL) the hub keeps the set of visible primary keys: loaded when the first
+    subscription arrives, updated with each change to the model, and reloaded when a
+    model the permission depends on changes. Before and after are then exact.
+    """
+
+    __slots__ = ("key", "pks", "queryset")
+
+    def __init__(self, queryset: QuerySet[Any]) -> None:
+        self.queryset = queryset
+        sql, params = queryset.query.sql_with_params()
+        self.key = ("view", queryset.model._meta.label_lower, sql, repr(params))
+        self.pks: set[int | str] = set()
+
+    def load(self) -> None:
+        """Read the visible keys (sync: runs in the hub's database thread)."""
+        self.pks = {_key_of(pk) for pk in self.queryset.values_list("pk", flat=True)}
+
+    def transition(self, pk: Any, deleted: bool) -> tuple[bool, bool]:
+        """(visible before, visible after) a change to row ``pk``; updates the set."""
+        key = _key_of(pk)
+        before = key in self.pks
+        after = False if deleted else self.queryset.filter(pk=pk).exists()
+        if after:
+            self.pks.add(key)
+        else:
+            self.pks.discard(key)
+        return before, after
+
+    def refresh(self) -> tuple[set[int | str], set[int | str]]:
+        """Reload; returns (rows that became visible, rows that stopped being visible)."""
+        old = self.pks
+        self.load()
+        return self.pks - old, old - self.pks

@@ -97,6 +97,28 @@ class _WebSocket(ApplicationCommunicator):  # type: ignore[misc]
         await self.wait(timeout)
 
 
+async def settle(timeout: float = 5.0) -> None:
+    """Wait until this process's hub has handled every event sent to it so far.
+
+    For the in-memory channel layer (what tests use): the hub's channel is empty, its
+    inbox is empty and no event is being dispatched, twice in a row.
+    """
+    from gqlsync.hub import get_hub
+
+    hub = get_hub()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    calm = 0
+    while calm < 2:
+        if loop.time() > deadline:
+            raise TimeoutError("the hub did not settle")
+        channels = getattr(hub.layer, "channels", {})
+        pending = channels.get(hub.channel) if hub.channel else None
+        quiet = (pending is None or pending.empty()) and hub.idle()
+        calm = calm + 1 if quiet else 0
+        await asyncio.sleep(0.005)
+
+
 class ClosedError(Exception):
     """The server closed the connection; ``code`` is the WebSocket close code."""
 

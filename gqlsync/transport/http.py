@@ -52,6 +52,8 @@ class GraphQLHTTPHandler(GraphQLHTTPConsumer):  # type: ignore[misc]
             user = scope.get("user") or AnonymousUser()
         else:
             user = AnonymousUser()
+        # strawberry-django's permission extensions read scope["user"]: keep them agreeing
+        scope["user"] = user
         return {"request": request, "response": response, "user": user}
 
     async def render_graphql_ide(self, request: ChannelsRequest) -> ChannelsResponse:

@@ -1,4 +1,4 @@
-"""GraphQL over WebSocket: both protocols, with Django users.
+"""GraphQL over WebSocket: both protocols, with Django users that stay current.
 
 Strawberry's consumer speaks ``graphql-transport-ws`` and the legacy ``graphql-ws`` and
 applies origin checks, the operation limit and the close codes. This subclass gives each
@@ -6,6 +6,11 @@ connection its user: a bearer token in the handshake's ``Authorization`` header 
 the ``connection_init`` payload (``{"authorization": "Bearer <token>"}``), else the Django
 session. A presented token that does not authenticate closes the connection with
 ``4403 Forbidden`` (``graphql-transport-ws``) or a ``connection_error`` (``graphql-ws``).
+
+The connection then follows its user: when the hub hears that the user logged out, was
+deactivated or deleted, or changed password, the connection re-reads its credentials and
+closes with ``4403`` if they no longer hold; after group or permission changes its
+subscriptions are re-scoped (rows entering or leaving the user's view are announced).
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UNSET, UnsetType
 
 from gqlsync import auth
+from gqlsync.hub import get_hub
 from gqlsync.transport.http import _headers, session_user_allowed
 
-#: Close codes of graphql-transport-ws, by name (sent by Strawberry's handler).
+#: Close codes of graphql-transport-ws, by name (sent by Strawberry's handler and the hub).
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -30,27 +36,58 @@ CLOSE_SUBSCRIBER_EXISTS = 4409
 CLOSE_TOO_MANY_INITS = 4429
 
 
+def _session_user(session_key: str) -> Any:
+    """The user a stored session authenticates now (Django's own checks), or anonymous."""
+    from django.conf import settings
+    from django.contrib.auth import get_user
+    from django.contrib.sessions.backends.base import SessionBase
+    from django.utils.module_loading import import_string
+
+    store: type[SessionBase] = import_string(settings.SESSION_ENGINE + ".SessionStore")
+
+    class _Request:
+        session = store(session_key)
+
+    return get_user(_Request())  # type: ignore[arg-type]
+
+
 class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
     """Strawberry's WebSocket consumer with the connection's user in the context."""
+
+    user: Any = None
+    _token: str | None = None
+    _session_key: str | None = None
+    _followed: Any = None
 
     async def get_context(self, request: Any, response: Any) -> Any:
         scope = self.scope
         user = scope.get("user") if session_user_allowed(scope) else None
-        context: dict[str, Any] = {
-            "request": request, "ws": request, "user": user or AnonymousUser(),
-            "rejected": False,
+        if user is not None and user.is_authenticated:
+            session = scope.get("session")
+            self._session_key = getattr(session, "session_key", None)
+        self._context: dict[str, Any] = {
+            "request": request, "ws": request, "connection": self,
+            "user": user or AnonymousUser(), "rejected": False,
         }
+        self._set_user(self._context["user"])
         token = auth.bearer(_headers(scope).get("authorization"))
         if token is not None:
-            await self._authenticate(context, token)
-        return context
+            await self._authenticate(token)
+        return self._context
 
-    async def _authenticate(self, context: dict[str, Any], token: str) -> None:
+    def _set_user(self, user: Any) -> None:
+        # strawberry-django's permission extensions read scope["user"]: keep them agreeing
+        self.user = user
+        self._context["user"] = user
+        self.scope["user"] = user
+
+    async def _authenticate(self, token: str) -> None:
         try:
-            context["user"] = await sync_to_async(auth.user_for_token)(token)
+            self._set_user(await sync_to_async(auth.user_for_token)(token))
+            self._token, self._session_key = token, None
         except auth.InvalidToken:
-            context["user"] = AnonymousUser()
-            context["rejected"] = True
+            self._set_user(AnonymousUser())
+            self._context["rejected"] = True
 
     async def on_ws_connect(self, context: Any) -> UnsetType | dict[str, object] | None:
         params: dict[str, Any] = context.get("connection_params") or {}
@@ -60,8 +97,38 @@ class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
             if token is None:
                 context["rejected"] = True
             else:
-                await self._authenticate(context, token)
+                await self._authenticate(token)
         if context["rejected"]:
             raise ConnectionRejectionError({"message": "Invalid or expired token"})
+        if self.user is not None and self.user.is_authenticated:
+            self._followed = self.user.pk
+            await get_hub().connect(self._followed, self)
         ack: UnsetType = UNSET  # connection_ack without a payload
         return ack
+
+    async def disconnect(self, code: int) -> None:
+        if self._followed is not None:
+            get_hub().disconnect(self._followed, self)
+            self._followed = None
+        await super().disconnect(code)
+
+    # -- the hub's Connection protocol ---------------------------------------------
+
+    async def revalidate(self) -> bool:
+        """Re-read this connection's credentials; False if they no longer hold."""
+        if self._token is not None:
+            try:
+                user = await sync_to_async(auth.user_for_token)(self._token)
+            except auth.InvalidToken:
+                return False
+        elif self._session_key is not None:
+            user = await sync_to_async(_session_user)(self._session_key)
+        else:
+            return False
+        if not user.is_authenticated or user.pk != self._followed:
+            return False
+        self._set_user(user)
+        return True
+
+    async def close_for(self, code: int, reason: str) -> None:
+        await self.close(code=code, reason=reason)

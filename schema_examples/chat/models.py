@@ -11,6 +11,9 @@ class Room(models.Model):
 
     objects = gqlsync.TrackedManager()
 
+    class Meta:
+        ordering = ["name"]
+
     def __str__(self) -> str:
         return self.name
 

@@ -1,4 +1,4 @@
-"""Members only: a user sees a room's messages while they are a member of the room."""
+"""Members only: a user sees a room, and its messages, while they are one of its members."""
 
 from __future__ import annotations
 
@@ -11,9 +11,25 @@ from gqlsync.auth import User
 
 
 class RoomMembersOnly(Permission):
-    """For ``Message`` rows: signed-in members of the message's room."""
+    """For ``Room`` rows: the rooms the signed-in user is a member of."""
+
+    message = "You must be signed in to see rooms."
+
+    def visible(self, user: User) -> Q:
+        if not user.is_authenticated:
+            return Q(pk__in=[])
+        return Q(members=user.pk)
+
+
+class MessagesOfMyRooms(Permission):
+    """For ``Message`` rows: signed-in members of the message's room.
+
+    Which messages a user sees changes when a room's members change, so the rule
+    ``depends_on`` rooms: subscribers are told of messages entering or leaving their view.
+    """
 
     message = "You must be signed in and a member of the room."
+    depends_on = ("chat.room",)
 
     def has_operation(self, user: User) -> bool:
         return bool(user.is_authenticated)
@@ -27,4 +43,5 @@ class RoomMembersOnly(Permission):
         return ("user", user.pk)
 
 
-members_only = RoomMembersOnly()
+rooms_of_members = RoomMembersOnly()
+members_only = MessagesOfMyRooms()

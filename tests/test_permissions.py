@@ -1,0 +1,194 @@
+"""Permissions on every event: a subscriber never receives what the same user's query
+would not return, and learns when rows enter or leave what it may see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission as AuthPermission
+
+import gqlsync
+from gqlsync.testing import ClosedError, GraphQLWSClient, settle
+from gqlsync.transport.websocket import CLOSE_FORBIDDEN
+from schema_examples.chat.models import Message, Room
+from tests.permission_schema import application as perm_app
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded")]
+
+ALL_MESSAGES = "subscription { messageChanged { op id node { id text room { name } } } }"
+BOOKS = "subscription { bookChanged { op id node { title } } }"
+
+
+async def user(name: str) -> Any:
+    return await get_user_model().objects.aget(username=name)
+
+
+async def client_for(name: str, app: Any = perm_app) -> GraphQLWSClient:
+    token = gqlsync.make_token(await user(name))
+    client = GraphQLWSClient(app, payload={"authorization": f"Bearer {token}"})
+    await client.connect()
+    return client
+
+
+def event(payload: dict[str, Any]) -> tuple[str, str]:
+    data = payload["data"]["messageChanged"]
+    return data["op"], data["node"]["text"]
+
+
+async def test_a_message_moved_out_of_a_room_is_a_removal_with_its_last_visible_state() -> None:
+    bob = await client_for("bob")
+    sub = await bob.subscribe(ALL_MESSAGES)
+    general = await Room.objects.aget(name="general")
+    secret = await Room.objects.aget(name="secret")
+    message = await Message.objects.acreate(room=general, author=await user("alice"),
+                                            text="draft")
+    assert event(await sub.next()) == ("CREATED", "draft")
+    message.room, message.text = secret, "now secret"
+    await sync_to_async(message.save)()
+    removed = (await sub.next())["data"]["messageChanged"]
+    assert removed["op"] == "DELETED"
+    # the state bob could see, not the new text of a room he is not in
+    assert removed["node"] == {"id": str(message.pk), "text": "draft",
+                               "room": {"name": "general"}}
+    message.text = "secret edit"
+    await sync_to_async(message.save)()
+    await sub.nothing()
+    message.room, message.text = general, "public again"
+    await sync_to_async(message.save)()
+    assert event(await sub.next()) == ("CREATED", "public again")
+    await bob.communicator.disconnect()
+
+
+async def test_leaving_and_joining_a_room_announces_its_messages() -> None:
+    bob = await client_for("bob")
+    sub = await bob.subscribe(ALL_MESSAGES)
+    general = await Room.objects.aget(name="general")
+    bob_user = await user("bob")
+    await sync_to_async(general.members.remove)(bob_user)
+    assert event(await sub.next()) == ("DELETED", "Welcome to #general!")
+    await Message.objects.acreate(room=general, author=await user("alice"), text="behind bob")
+    await sub.nothing()
+    await sync_to_async(general.members.add)(bob_user)
+    received = sorted([event(await sub.next()), event(await sub.next())])
+    assert received == [("CREATED", "Welcome to #general!"), ("CREATED", "behind bob")]
+    await bob.communicator.disconnect()
+
+
+async def test_a_real_delete_reaches_only_those_who_could_see_the_row() -> None:
+    alice, bob = await client_for("alice"), await client_for("bob")
+    alice_sub, bob_sub = await alice.subscribe(ALL_MESSAGES), await bob.subscribe(ALL_MESSAGES)
+    secret = await Room.objects.aget(name="secret")
+    message = await Message.objects.acreate(room=secret, author=await user("alice"), text="s")
+    assert event(await alice_sub.next()) == ("CREATED", "s")
+    await sync_to_async(message.delete)()
+    assert event(await alice_sub.next()) == ("DELETED", "s")
+    await bob_sub.nothing()
+    for c in (alice, bob):
+        await c.communicator.disconnect()
+
+
+@pytest.mark.parametrize("revoke", ["deactivate", "password", "delete"])
+async def test_revoked_credentials_close_the_connection_within_a_second(revoke: str) -> None:
+    bob = await client_for("bob")
+    sub = await bob.subscribe(ALL_MESSAGES)
+    bob_user = await user("bob")
+    if revoke == "deactivate":
+        bob_user.is_active = False
+        await sync_to_async(bob_user.save)()
+    elif revoke == "password":
+        await sync_to_async(bob_user.set_password)("changed")
+        await sync_to_async(bob_user.save)()
+    else:
+        await sync_to_async(bob_user.delete)()
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(ClosedError) as closed:
+        await sub.message(timeout=2)
+    assert closed.value.code == CLOSE_FORBIDDEN
+    assert asyncio.get_running_loop().time() - started < 1.0
+
+
+async def test_logout_closes_only_that_sessions_connections(settings: Any) -> None:
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, logout
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.test import RequestFactory
+
+    alice_user = await user("alice")
+
+    async def session_client() -> tuple[GraphQLWSClient, SessionStore]:
+        session = SessionStore()
+        session[SESSION_KEY] = str(alice_user.pk)
+        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[HASH_SESSION_KEY] = alice_user.get_session_auth_hash()
+        await sync_to_async(session.save)()
+        cookie = f"{settings.SESSION_COOKIE_NAME}={session.session_key}".encode()
+        client = GraphQLWSClient(perm_app, headers=[(b"cookie", cookie)])
+        await client.connect()
+        return client, session
+
+    (laptop, laptop_session), (phone, _) = await session_client(), await session_client()
+    laptop_sub, phone_sub = await laptop.subscribe(ALL_MESSAGES), await phone.subscribe(
+        ALL_MESSAGES)
+    request = RequestFactory().get("/")
+    request.session = laptop_session
+    request.user = alice_user
+    await sync_to_async(logout)(request)
+    with pytest.raises(ClosedError) as closed:
+        await laptop_sub.message(timeout=2)
+    assert closed.value.code == CLOSE_FORBIDDEN
+    general = await Room.objects.aget(name="general")
+    await Message.objects.acreate(room=general, author=alice_user, text="still here")
+    assert event(await phone_sub.next()) == ("CREATED", "still here")
+    await phone.communicator.disconnect()
+
+
+async def test_a_granted_permission_opens_the_rows_and_a_revoked_one_ends_the_stream() -> None:
+    bob = await client_for("bob")
+    sub = await bob.subscribe(BOOKS)
+    message = await sub.message()
+    assert message["type"] in ("error", "next")
+    assert "bookstore.view_book" in str(message["payload"])
+
+    bob_user = await user("bob")
+    view_book = await AuthPermission.objects.aget(codename="view_book")
+    await sync_to_async(bob_user.user_permissions.add)(view_book)
+    sub = await bob.subscribe(BOOKS)
+    await settle()
+    from schema_examples.bookstore.models import Author, Book
+
+    lee = await Author.objects.aget(email="lee@child.com")
+    await Book.objects.acreate(title="Visible to bob", author=lee)
+    assert (await sub.next())["data"]["bookChanged"]["node"]["title"] == "Visible to bob"
+    await sync_to_async(bob_user.user_permissions.remove)(view_book)
+    ended = await sub.message(timeout=2)
+    assert "withdrawn" in str(ended["payload"])
+    await bob.communicator.disconnect()
+
+
+async def test_a_group_grant_rescopes_open_subscriptions() -> None:
+    from django.contrib.auth.models import Group
+
+    bob = await client_for("bob")
+    bob_user = await user("bob")
+    readers = await Group.objects.acreate(name="readers")
+    view_book = await AuthPermission.objects.aget(codename="view_book")
+    await sync_to_async(readers.permissions.add)(view_book)
+    await sync_to_async(bob_user.groups.add)(readers)
+    sub = await bob.subscribe(BOOKS)
+    await sync_to_async(readers.permissions.remove)(view_book)
+    ended = await sub.message(timeout=2)
+    assert "withdrawn" in str(ended["payload"])
+    await bob.communicator.disconnect()
+
+
+async def test_token_users_reach_strawberry_django_permission_extensions() -> None:
+    from django.http import HttpRequest
+
+    del HttpRequest
+    bob = await client_for("bob")
+    assert bob.closed is None
+    await bob.communicator.disconnect()
