@@ -284,7 +284,10 @@ class Hub:
 
     async def _start(self) -> None:
         if self.channel is None:
-            self.channel = await self.layer.new_channel("gqlsync.hub.")
+            # The default prefix matters: channels-redis reads all of a process's
+            # "specific." channels with one multiplexed receive loop; a channel with its
+            # own prefix would wait behind every consumer's blocking read.
+            self.channel = await self.layer.new_channel()
             loop = asyncio.get_running_loop()
             self._tasks = [loop.create_task(self._receive()), loop.create_task(self._work())]
 

@@ -49,10 +49,13 @@ else:
 # hosts): every process's subscribers then get every process's changes.
 # capacity: gqlsync's hub drains its channel at once, but bursts land before it reads;
 # a generous capacity keeps channels from dropping messages silently.
+# socket_timeout: redis-py 8 defaults it to 5 s, the length of channels-redis' blocking
+# reads, so idle connections would fail; give the reads room (channels_redis#422).
 if os.environ.get("REDIS_URL"):
     CHANNEL_LAYERS = {"default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [os.environ["REDIS_URL"]], "capacity": 10_000,
+        "CONFIG": {"hosts": [{"address": os.environ["REDIS_URL"], "socket_timeout": 30}],
+                   "capacity": 10_000,
                    "prefix": os.environ.get("GQLSYNC_REDIS_PREFIX", "asgi")},
     }}
 else:

@@ -24,6 +24,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UNSET, UnsetType
 
 from gqlsync import auth
+from gqlsync.conf import get_settings
 from gqlsync.hub import get_hub
 from gqlsync.transport.http import _headers, session_user_allowed
 
@@ -34,6 +35,8 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_INIT_TIMEOUT = 4408
 CLOSE_SUBSCRIBER_EXISTS = 4409
 CLOSE_TOO_MANY_INITS = 4429
+#: RFC 6455's "message too big", for a frame over ``MAX_DOCUMENT_BYTES``
+CLOSE_MESSAGE_TOO_BIG = 1009
 
 
 def _session_user(session_key: str) -> Any:
@@ -106,6 +109,15 @@ class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
         ack: UnsetType = UNSET  # connection_ack without a payload
         return ack
 
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None
+    ) -> None:
+        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+        if size > get_settings()["MAX_DOCUMENT_BYTES"]:
+            await self.close(code=CLOSE_MESSAGE_TOO_BIG, reason="Message too big")
+            return
+        await super().receive(text_data=text_data, bytes_data=bytes_data)
+
     async def disconnect(self, code: int) -> None:
         if self._followed is not None:
             get_hub().disconnect(self._followed, self)
@@ -132,3 +144,12 @@ class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
 
     async def close_for(self, code: int, reason: str) -> None:
         await self.close(code=code, reason=reason)
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        """Close once. Strawberry's legacy handler may close again after a rejected
+        ``connection_init`` (the client sent ``start`` right behind it), and a second
+        ``websocket.close`` is an ASGI error in the server."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
+        await super().close(code=code, reason=reason)

@@ -239,7 +239,7 @@ class NodeClient:
         try:
             line = self._queue.get(timeout=timeout)
         except queue.Empty:
-            raise self._fail(f"printed nothing within {timeout}s") from None
+            raise self._fail(f"printed nothing within {timeout:.1f}s") from None
         if line is None:
             self._queue.put(None)  # keep reporting the end
             raise self._fail("exited")
