@@ -31,6 +31,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter
 from django.urls import re_path
 from strawberry.schema import BaseSchema
 
+from gqlsync import limits as gqlsync_limits
 from gqlsync.conf import get_settings
 from gqlsync.graphiql import StaticAssets
 from gqlsync.hub import get_hub
@@ -59,8 +60,12 @@ def application(
     path: str = "/graphql/",
     django_application: Any = None,
     stats: bool = False,
+    limits: bool = True,
 ) -> ProtocolTypeRouter:
     """Build the ASGI application serving ``schema`` on ``path``.
+
+    ``limits=True`` adds the depth, token, alias and introspection limits of
+    :mod:`gqlsync.limits` to ``schema`` (pass ``False`` if you configure your own).
 
     ``stats=True`` adds ``<path>stats``: this process's hub counters as JSON (events,
     deliveries, groups, subscriptions), for health checks and tests.
@@ -68,6 +73,8 @@ def application(
     if not path.startswith("/") or not path.endswith("/"):
         raise ValueError("path must start and end with '/', e.g. '/graphql/'")
     settings = get_settings()
+    if limits:
+        gqlsync_limits.apply(schema)
     base = re.escape(path.lstrip("/"))
     endpoint = f"^{base[:-1] if base.endswith('/') else base}/?$"
     http_routes: list[Any] = [

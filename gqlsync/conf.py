@@ -38,6 +38,16 @@ class GQLSyncSettings(TypedDict):
     CONNECTION_INIT_TIMEOUT: float
     #: Serve the bundled GraphiQL IDE on GET requests from browsers.
     GRAPHIQL: bool
+    #: Deepest nesting of selections one operation may have (introspection not counted).
+    MAX_QUERY_DEPTH: int
+    #: Most tokens one GraphQL document may have (checked while parsing).
+    MAX_QUERY_TOKENS: int
+    #: Most aliases one document may use.
+    MAX_ALIASES: int
+    #: Largest HTTP body or WebSocket message, in bytes (413 / close code 1009 beyond).
+    MAX_DOCUMENT_BYTES: int
+    #: Allow introspection (``__schema``); ``None`` follows ``settings.DEBUG``.
+    INTROSPECTION: bool | None
 
 
 DEFAULTS: GQLSyncSettings = {
@@ -50,6 +60,11 @@ DEFAULTS: GQLSyncSettings = {
     "MAX_SUBSCRIPTIONS_PER_CONNECTION": 100,
     "CONNECTION_INIT_TIMEOUT": 60.0,
     "GRAPHIQL": True,
+    "MAX_QUERY_DEPTH": 15,
+    "MAX_QUERY_TOKENS": 5000,
+    "MAX_ALIASES": 30,
+    "MAX_DOCUMENT_BYTES": 64 * 1024,
+    "INTROSPECTION": None,
 }
 
 

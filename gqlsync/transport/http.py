@@ -39,6 +39,14 @@ def session_user_allowed(scope: dict[str, Any]) -> bool:
 class GraphQLHTTPHandler(GraphQLHTTPConsumer):  # type: ignore[misc]
     """Strawberry's HTTP consumer with the request's user in the context."""
 
+    async def handle(self, body: bytes) -> None:
+        if len(body) > get_settings()["MAX_DOCUMENT_BYTES"]:
+            await self.send_response(
+                413, b"Request body too large", headers=[(b"Content-Type", b"text/plain")]
+            )
+            return
+        await super().handle(body)
+
     async def get_context(self, request: ChannelsRequest, response: TemporalResponse) -> Any:
         scope = request.consumer.scope
         token = auth.bearer(_headers(scope).get("authorization"))
