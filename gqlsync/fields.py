@@ -31,7 +31,8 @@ from strawberry_django.filters import process_filters
 from gqlsync import broker, registry
 from gqlsync.auth import get_user
 from gqlsync.events import Op
-from gqlsync.hub import Subscription, get_hub
+from gqlsync.execute import SharedOperation
+from gqlsync.hub import Delivery, Subscription, current_sender, get_hub
 from gqlsync.matching import RowFilter
 from gqlsync.permissions import Permission, forbidden, permission_of
 
@@ -116,6 +117,7 @@ async def listen(
     where: Q | None = None,
     pk: Any = None,
     permission: Permission | None = None,
+    _share: bool = False,
 ) -> AsyncIterator[Change]:
     """Stream the committed changes to ``type_``'s model that this subscriber may see.
 
@@ -160,20 +162,30 @@ async def listen(
     context = info.context
     connection = context.get("connection") if isinstance(context, dict) else None
     subscription.connection = connection
+
+    def to_change(delivery: Delivery) -> Change:
+        event = delivery.event
+        return Change(op=delivery.op, id=_global_id(type_, event.pk), cursor=event.cursor,
+                      node=delivery.instance, pk=event.pk, changed=event.changed)
+
+    sender = current_sender.get() if _share else None
+    if sender is not None:
+        # The hub runs this document once per event for every subscriber with the same
+        # document, variables and scope, and writes the frames itself.
+        subscription.shared = SharedOperation.of(info._raw_info.schema, sender, context)
+        subscription.sender, subscription.to_root = sender, to_change
+        if subscription.scope is None:  # no permission: share only with the same user
+            subscription.scope = ("user", user.pk) if user.is_authenticated else ("anonymous",)
     hub = get_hub()
     await hub.subscribe(subscription)
     try:
         while True:
-            delivery = await subscription.next()
-            event, instance = delivery.event, delivery.instance
-            yield Change(
-                op=delivery.op,
-                id=_global_id(type_, event.pk),
-                cursor=event.cursor,
-                node=instance,
-                pk=event.pk,
-                changed=event.changed,
-            )
+            item = await subscription.next()
+            if isinstance(item, str):
+                assert sender is not None
+                await sender.send(item)
+                continue
+            yield to_change(item)
     finally:
         hub.unsubscribe(subscription)
 
@@ -201,7 +213,8 @@ def subscription(
         info: Info, filters: Any = None, id: strawberry.ID | None = None
     ) -> AsyncGenerator[Any, None]:
         async for change in listen(
-            info, type_, filters=filters, pk=_pk_of(type_, id), permission=permission
+            info, type_, filters=filters, pk=_pk_of(type_, id), permission=permission,
+            _share=True,
         ):
             yield change
 

@@ -29,17 +29,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import copy
 import logging
 import weakref
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from asgiref.sync import sync_to_async
 from django.db import models
 
-from gqlsync import broker, registry
+from gqlsync import broker, execute, registry
 from gqlsync.conf import get_settings
 from gqlsync.events import IDENTITY, Event, Op
 from gqlsync.exceptions import SlowConsumerError, SubscriptionEnded
@@ -49,6 +50,12 @@ logger = logging.getLogger("gqlsync.hub")
 
 #: close code for a connection whose user is no longer who they were (graphql-ws' Forbidden)
 CLOSE_FORBIDDEN = 4403
+
+#: Set by the transport around each operation it runs: that operation's way out. A
+#: subscription that finds it hands its sending to the hub (shared execution).
+current_sender: contextvars.ContextVar[execute.FrameSender | None] = contextvars.ContextVar(
+    "gqlsync_current_sender", default=None
+)
 
 
 class Connection(Protocol):
@@ -96,12 +103,18 @@ class Subscription:
     connection: Connection | None = None
     rescope: Rescope | None = None
     view: TrackedView | None = None
-    queue: asyncio.Queue[Delivery | BaseException] = field(
+    #: set for shared execution: what the subscriber runs, how to reach its socket, and
+    #: how a delivery becomes the subscription field's value
+    shared: execute.SharedOperation | None = None
+    sender: execute.FrameSender | None = None
+    to_root: Callable[[Delivery], Any] | None = None
+    queue: asyncio.Queue[Delivery | str | BaseException] = field(
         default_factory=lambda: asyncio.Queue(get_settings()["SUBSCRIPTION_QUEUE_SIZE"])
     )
     ended: bool = False
 
-    def deliver(self, delivery: Delivery) -> None:
+    def deliver(self, delivery: Delivery | str) -> None:
+        """Queue a delivery (or, shared, a ready frame) without ever waiting."""
         if self.ended:
             return
         try:
@@ -120,7 +133,7 @@ class Subscription:
             self.queue.get_nowait()
         self.queue.put_nowait(error)
 
-    async def next(self) -> Delivery:
+    async def next(self) -> Delivery | str:
         item = await self.queue.get()
         if isinstance(item, BaseException):
             raise item
@@ -166,14 +179,22 @@ def _rebuild(reg: registry.Registration, before: dict[str, Any] | None, pk: Any)
 
 
 def _previous(instance: models.Model, event: Event) -> models.Model:
-    """The row as it was before an update: the loaded row with ``before`` laid over it."""
+    """The row as it was before an update: the loaded row with ``before`` laid over it.
+
+    A changed field whose old value did not travel (``register(exclude=...)``) is blanked
+    rather than shown with its new value, which the subscriber may no longer see.
+    """
     previous = copy.copy(instance)
     previous._state = copy.copy(instance._state)
     previous._state.fields_cache = {}
+    before = event.before or {}
+    changed = set(event.changed)
     for f in instance._meta.concrete_fields:
-        if event.before and f.attname in event.before:
-            raw = event.before[f.attname]
+        if f.attname in before:
+            raw = before[f.attname]
             setattr(previous, f.attname, None if raw is None else f.to_python(raw))
+        elif f.name in changed and not f.primary_key:
+            setattr(previous, f.attname, None)
     return previous
 
 
@@ -196,7 +217,7 @@ def _evaluate(
         instance = _rebuild(reg, event.before, event.pk)
         return _Answers(instance, instance,
                         {k: f.matches_deleted(instance) for k, f in checks.items()}, transitions)
-    loaded = reg.model._default_manager.filter(pk=event.pk).first()
+    loaded = _loader(reg).filter(pk=event.pk).first()
     if loaded is None:
         return _Answers(None, None, {}, transitions)  # deleted since: its DELETED follows
     answers = {k: f.matches_row(event.pk) for k, f in checks.items()}
@@ -207,11 +228,19 @@ def _evaluate(
     return _Answers(loaded, previous, answers, transitions)
 
 
+def _loader(reg: registry.Registration) -> Any:
+    """The model's rows with their forward foreign keys joined: nodes usually select them,
+    and the row is loaded once for every subscriber."""
+    related = [f.name for f in reg.model._meta.concrete_fields
+               if f.is_relation and (f.many_to_one or f.one_to_one)]
+    return reg.model._default_manager.select_related(*related)
+
+
 def _rows(model: str, pks: set[Any]) -> dict[Any, models.Model]:
     reg = registry.get(model)
     return {
         (row.pk if isinstance(row.pk, int) else str(row.pk)): row
-        for row in reg.model._default_manager.filter(pk__in=list(pks))
+        for row in _loader(reg).filter(pk__in=list(pks))
     }
 
 
@@ -259,6 +288,11 @@ class _Views:
             self.views[view.key] = (view, count - 1)
 
 
+def _user_key(pk: Any) -> int | str:
+    """A user's key as identity events carry it (UUIDs travel as strings)."""
+    return pk if isinstance(pk, int) else str(pk)
+
+
 class Hub:
     """The process's listener on one event loop. Get it with :func:`get_hub`."""
 
@@ -278,7 +312,8 @@ class Hub:
         self._lock = asyncio.Lock()
         self._busy = False
         #: counters, for tests, the stats endpoint and benchmarks
-        self.stats = {"events": 0, "deliveries": 0, "stale": 0, "errors": 0, "revoked": 0}
+        self.stats = {"events": 0, "deliveries": 0, "executions": 0, "stale": 0, "errors": 0,
+                      "revoked": 0}
 
     # ------------------------------------------------------------------ membership
 
@@ -344,14 +379,15 @@ class Hub:
         """Follow ``user_pk``'s identity changes for ``connection``."""
         async with self._lock:
             await self._join(broker.model_group(IDENTITY))
-            self.connections.setdefault(user_pk, set()).add(connection)
+            self.connections.setdefault(_user_key(user_pk), set()).add(connection)
 
     def disconnect(self, user_pk: Any, connection: Connection) -> None:
-        connections = self.connections.get(user_pk)
+        key = _user_key(user_pk)
+        connections = self.connections.get(key)
         if connections is not None:
             connections.discard(connection)
             if not connections:
-                del self.connections[user_pk]
+                del self.connections[key]
         self._later(self._leave_unused([broker.model_group(IDENTITY)]))
 
     def subscription_count(self) -> int:
@@ -420,11 +456,29 @@ class Hub:
         if answers.instance is None:
             self.stats["stale"] += 1
             return
-        for sub in members:
-            delivery = self._delivery_for(sub, event, answers)
-            if delivery is not None:
+        await self._send([(sub, self._delivery_for(sub, event, answers)) for sub in members])
+
+    async def _send(self, pairs: Sequence[tuple[Subscription, Delivery | None]]) -> None:
+        """Hand each subscription its delivery; run shared ones once per distinct key."""
+        shared: dict[Hashable, list[tuple[Subscription, Delivery]]] = {}
+        for sub, delivery in pairs:
+            if delivery is None:
+                continue
+            self.stats["deliveries"] += 1
+            if sub.shared is None or sub.sender is None or sub.to_root is None:
                 sub.deliver(delivery)
-                self.stats["deliveries"] += 1
+                continue
+            key = (sub.shared.key(sub.scope), delivery.op, id(delivery.instance))
+            shared.setdefault(key, []).append((sub, delivery))
+        for group in shared.values():
+            first, delivery = group[0]
+            assert first.shared is not None
+            assert first.to_root is not None
+            body = await execute.payload(first.shared, first.to_root(delivery))
+            self.stats["executions"] += 1
+            for sub, _ in group:
+                assert sub.sender is not None
+                sub.deliver(sub.sender.frame(body))
 
     @staticmethod
     def _delivery_for(sub: Subscription, event: Event, answers: _Answers) -> Delivery | None:
@@ -468,11 +522,11 @@ class Hub:
         rows, answers = await sync_to_async(_diff_rows)(model, added, removed, checks)
         for pk in sorted(rows, key=str):
             op = Op.CREATED if pk in added else Op.DELETED
-            event = Event(model, pk, op)
-            for sub in subs:
-                if all(answers[(c.key, pk)] for c in sub.checks):
-                    sub.deliver(Delivery(event, rows[pk], op))
-                    self.stats["deliveries"] += 1
+            delivery = Delivery(Event(model, pk, op), rows[pk], op)
+            await self._send([
+                (sub, delivery if all(answers[(c.key, pk)] for c in sub.checks) else None)
+                for sub in subs
+            ])
 
     # ------------------------------------------------------------------ identity
 
@@ -500,7 +554,12 @@ class Hub:
         old_view = sub.view
         new_view = await self.views.acquire(queryset) if queryset is not None else None
         if old_view is not None and new_view is not None and old_view.key == new_view.key:
+            # Same SQL, but what it selects may have changed (object permissions granted):
+            # reload, and tell everyone who shares this view.
             self.views.release(new_view)
+            sharing = [s for members in self.groups.values() for s in members
+                       if s.view is old_view]
+            await self._refresh({old_view.key: old_view}, sharing)
             return
         sub.view, sub.view_queryset = new_view, queryset
         self.views.release(old_view)

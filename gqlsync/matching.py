@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
 from django.db import models
 from django.db.models import Q, QuerySet
 from django.db.models.constants import LOOKUP_SEP
@@ -128,6 +128,20 @@ def matches_instance(q: Q, instance: models.Model) -> bool:
     return not outcome if q.negated else outcome
 
 
+#: the key part of a queryset that can select nothing (``.none()``, ``pk__in=[]``)
+_EMPTY = "<empty>"
+
+
+def _sql_key(queryset: QuerySet[Any]) -> tuple[str, str, str]:
+    """(model, SQL, params) naming what a queryset selects; equal keys, equal rows."""
+    label = queryset.model._meta.label_lower
+    try:
+        sql, params = queryset.query.sql_with_params()
+    except EmptyResultSet:
+        return label, "", _EMPTY
+    return label, sql, repr(params)
+
+
 class RowFilter:
     """One condition on rows: a queryset for live rows, its ``Q`` for deleted ones."""
 
@@ -136,8 +150,7 @@ class RowFilter:
     def __init__(self, queryset: QuerySet[Any], q: Q | None) -> None:
         self.queryset = queryset
         self.q = q  # None: cannot judge deleted rows
-        sql, params = queryset.query.sql_with_params()
-        self.key = (queryset.model._meta.label_lower, sql, repr(params))
+        self.key = ("filter", *_sql_key(queryset))
 
     @classmethod
     def where(cls, queryset: QuerySet[Any], q: Q) -> RowFilter:
@@ -145,6 +158,8 @@ class RowFilter:
 
     def matches_row(self, pk: Any) -> bool:
         """Is the live row ``pk`` in the filtered queryset? (one query)"""
+        if self.key[-1] == _EMPTY:
+            return False
         return self.queryset.filter(pk=pk).exists()
 
     def matches_deleted(self, instance: models.Model) -> bool:
@@ -190,19 +205,22 @@ class TrackedView:
 
     def __init__(self, queryset: QuerySet[Any]) -> None:
         self.queryset = queryset
-        sql, params = queryset.query.sql_with_params()
-        self.key = ("view", queryset.model._meta.label_lower, sql, repr(params))
+        self.key = ("view", *_sql_key(queryset))
         self.pks: set[int | str] = set()
 
     def load(self) -> None:
         """Read the visible keys (sync: runs in the hub's database thread)."""
+        if self.key[-1] == _EMPTY:
+            self.pks = set()
+            return
         self.pks = {_key_of(pk) for pk in self.queryset.values_list("pk", flat=True)}
 
     def transition(self, pk: Any, deleted: bool) -> tuple[bool, bool]:
         """(visible before, visible after) a change to row ``pk``; updates the set."""
         key = _key_of(pk)
         before = key in self.pks
-        after = False if deleted else self.queryset.filter(pk=pk).exists()
+        empty = self.key[-1] == _EMPTY
+        after = False if deleted or empty else self.queryset.filter(pk=pk).exists()
         if after:
             self.pks.add(key)
         else:

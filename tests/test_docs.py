@@ -73,11 +73,18 @@ test_example_ws_client = _ws_client.test_a_new_book_reaches_the_subscriber
 _rejected = load_example("rejected_token")
 test_example_rejected_token = _rejected.test_a_forged_token_closes_the_connection_with_4403
 
+_permission_rule = load_example("permission_rule")
+test_example_permission_rule = _permission_rule.test_a_book_turned_draft_leaves_the_readers_view
+
+_security_settings = load_example("security_settings")
+test_example_security_settings = _security_settings.test_an_over_deep_query_is_refused
+
 # Examples exercised by the tests below, by file name. Together with the re-exports
 # above this must be every file in docs/examples/.
 RUN_HERE = {
     "capture_events", "ws_client", "rejected_token", "settings", "settings_redis",
     "register", "listen", "permissions", "token_authenticator", "notify", "tracked_queryset",
+    "permission_rule", "security_settings",
 }
 
 
@@ -314,6 +321,7 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     assert "WARNING" not in output, output
     assert (tmp_path / "index.html").is_file()
     assert (tmp_path / "guides" / "subscriptions" / "index.html").is_file()
+    assert (tmp_path / "guides" / "security" / "index.html").is_file()
     # the included examples really are in the built pages
     testing = (tmp_path / "guides" / "testing" / "index.html").read_text(encoding="utf-8")
     assert "test_a_new_book_reaches_the_subscriber" in testing

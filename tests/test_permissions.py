@@ -192,3 +192,35 @@ async def test_token_users_reach_strawberry_django_permission_extensions() -> No
     bob = await client_for("bob")
     assert bob.closed is None
     await bob.communicator.disconnect()
+
+
+async def test_a_rule_that_shows_a_user_nothing_is_an_empty_stream_not_an_error() -> None:
+    from django.db.models import Q
+
+    from gqlsync.hub import Subscription, get_hub
+    from gqlsync.matching import TrackedView
+
+    view = TrackedView(Message.objects.filter(Q(pk__in=[])))
+    await sync_to_async(view.load)()
+    assert view.pks == set()
+    assert await sync_to_async(view.transition)(1, False) == (False, False)
+    hub = get_hub()
+    sub = Subscription("chat.message", "gqlsync.chat.message",
+                       view_queryset=Message.objects.none())
+    await hub.subscribe(sub)
+    general = await Room.objects.aget(name="general")
+    await Message.objects.acreate(room=general, author=await user("alice"), text="unseen")
+    await settle()
+    assert sub.queue.empty()
+    await hub.close()
+
+
+def test_a_removal_never_shows_the_new_value_of_a_field_that_did_not_travel() -> None:
+    from gqlsync.events import Event, Op
+    from gqlsync.hub import _previous
+
+    message = Message(id=1, room_id=2, author_id=3, text="new secret text")
+    event = Event("chat.message", 1, Op.UPDATED, ("room", "text"), {"room_id": 1})
+    previous = _previous(message, event)
+    assert previous.room_id == 1
+    assert previous.text is None

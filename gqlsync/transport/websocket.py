@@ -15,17 +15,25 @@ subscriptions are re-scoped (rows entering or leaving the user's view are announ
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AnonymousUser
 from strawberry.channels import GraphQLWSConsumer
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    Operation as TransportWSOperation,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types.unset import UNSET, UnsetType
 
 from gqlsync import auth
 from gqlsync.conf import get_settings
-from gqlsync.hub import get_hub
+from gqlsync.hub import current_sender, get_hub
 from gqlsync.transport.http import _headers, session_user_allowed
 
 #: Close codes of graphql-transport-ws, by name (sent by Strawberry's handler and the hub).
@@ -54,8 +62,59 @@ def _session_user(session_key: str) -> Any:
     return get_user(_Request())  # type: ignore[arg-type]
 
 
+class _Sender:
+    """One operation's way out: its frames carry a pre-serialized payload (shared
+    execution), so only the id differs between the frames of two sockets."""
+
+    __slots__ = ("_prefix", "_socket", "done", "operation_name", "query", "variables")
+
+    def __init__(self, consumer: Any, id: str, kind: str, query: str,
+                 variables: dict[str, Any] | None, operation_name: str | None) -> None:
+        self._socket = consumer
+        self._prefix = '{"id":' + json.dumps(id) + ',"type":"' + kind + '","payload":'
+        self.query, self.variables, self.operation_name = query, variables, operation_name
+        self.done: Any = None
+
+    def frame(self, payload: str) -> str:
+        return self._prefix + payload + "}"
+
+    async def send(self, frame: str) -> None:
+        if self.done is not None and self.done():
+            return
+        await self._socket.send(text_data=frame)
+
+
+class _TransportWSProtocol(BaseGraphQLTransportWSHandler):  # type: ignore[misc]
+    """Strawberry's graphql-transport-ws handler, offering each operation a sender."""
+
+    async def run_operation(self, operation: TransportWSOperation[Any, Any]) -> None:
+        consumer = cast(Any, self.websocket).ws_consumer
+        sender = _Sender(consumer, operation.id, "next", operation.query,
+                         operation.variables, operation.operation_name)
+        sender.done = lambda: operation.completed
+        current_sender.set(sender)
+        await super().run_operation(operation)
+
+
+class _LegacyWSProtocol(BaseGraphQLWSHandler):  # type: ignore[misc]
+    """Strawberry's legacy graphql-ws handler, offering each operation a sender."""
+
+    async def handle_async_results(
+        self, operation_id: str, query: str, operation_name: str | None,
+        variables: dict[str, Any] | None,
+    ) -> None:
+        consumer = cast(Any, self.websocket).ws_consumer
+        sender = _Sender(consumer, operation_id, "data", query, variables, operation_name)
+        sender.done = lambda: operation_id not in self.tasks
+        current_sender.set(sender)
+        await super().handle_async_results(operation_id, query, operation_name, variables)
+
+
 class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
     """Strawberry's WebSocket consumer with the connection's user in the context."""
+
+    graphql_transport_ws_handler_class = _TransportWSProtocol
+    graphql_ws_handler_class = _LegacyWSProtocol
 
     user: Any = None
     _token: str | None = None

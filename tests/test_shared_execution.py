@@ -1,0 +1,92 @@
+"""Shared execution: one execution per event per distinct (document, variables, scope),
+and every socket still gets its own operation id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from gqlsync.hub import get_hub
+from gqlsync.testing import GraphQLWSClient, settle
+from schema_examples.bookstore.models import Author, Book
+from tests.test_transport import token_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded")]
+
+BY_EMAIL = """subscription($email: String!) {
+  bookChanged(filters: { author: { email: { exact: $email } } }) { op node { title } } }"""
+
+
+async def test_identical_subscriptions_are_executed_once_per_event(application: Any) -> None:
+    clients = [GraphQLWSClient(application) for _ in range(5)]
+    subs = []
+    for client in clients:
+        await client.connect()
+        subs += [await client.subscribe("subscription { bookChanged { op node { title } } }",
+                                        settle=0) for _ in range(3)]
+    await settle()
+    hub = get_hub()
+    before = hub.stats["executions"]
+    author = await Author.objects.aget(email="lee@child.com")
+    await Book.objects.acreate(title="Shared", author=author)
+    for sub in subs:
+        assert (await sub.next())["data"]["bookChanged"] == {
+            "op": "CREATED", "node": {"title": "Shared"}}
+    assert hub.stats["executions"] - before == 1
+    for client in clients:
+        await client.communicator.disconnect()
+
+
+async def test_each_frame_carries_its_own_operation_id(application: Any) -> None:
+    async with GraphQLWSClient(application) as client:
+        first = await client.subscribe("subscription { bookChanged { op } }")
+        second = await client.subscribe("subscription { bookChanged { op } }")
+        author = await Author.objects.aget(email="lee@child.com")
+        await Book.objects.acreate(title="Ids", author=author)
+        raw = [await client.receive(), await client.receive()]
+        assert sorted(m["id"] for m in raw) == sorted([first.id, second.id])
+        assert all(m["type"] == "next" for m in raw)
+
+
+async def test_distinct_variables_are_distinct_executions(application: Any) -> None:
+    async with GraphQLWSClient(application) as client:
+        lee = [await client.subscribe(BY_EMAIL, {"email": "lee@child.com"}) for _ in range(3)]
+        janet = await client.subscribe(BY_EMAIL, {"email": "janet@evanovich.com"})
+        await settle()
+        hub = get_hub()
+        before = hub.stats["executions"]
+        author = await Author.objects.aget(email="lee@child.com")
+        await Book.objects.acreate(title="Lee only", author=author)
+        for sub in lee:
+            assert (await sub.next())["data"]["bookChanged"]["node"]["title"] == "Lee only"
+        await janet.nothing()
+        assert hub.stats["executions"] - before == 1
+
+
+async def test_users_are_not_shared_without_a_permission_scope(application: Any) -> None:
+    """messageChanged-like fields without a coarser scope run once per user."""
+    from tests.permission_schema import application as perm_app
+
+    tokens = [await token_for("alice"), await token_for("bob")]
+    alice, bob = (GraphQLWSClient(perm_app, payload={"authorization": f"Bearer {token}"})
+                  for token in tokens)
+    await alice.connect()
+    await bob.connect()
+    query = "subscription { messageChanged { op node { text } } }"
+    subs = [await alice.subscribe(query), await alice.subscribe(query), await bob.subscribe(query)]
+    await settle()
+    hub = get_hub()
+    before = hub.stats["executions"]
+    from schema_examples.chat.models import Message, Room
+
+    general = await Room.objects.aget(name="general")
+    author = await sync_to_async(lambda: general.members.first())()
+    await Message.objects.acreate(room=general, author=author, text="to both")
+    for sub in subs:
+        assert (await sub.next())["data"]["messageChanged"]["node"]["text"] == "to both"
+    assert hub.stats["executions"] - before == 2, "one per user scope, shared within alice's"
+    for client in (alice, bob):
+        await client.communicator.disconnect()
+
