@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -65,21 +66,41 @@ def get_layer() -> Any:
     return layer
 
 
+#: This process's name on the wire, and its running message number per group: a hub
+#: that sees a number skipped knows the channel layer dropped a message.
+ORIGIN = f"{os.getpid()}-{os.urandom(4).hex()}"
+_sequence: dict[str, int] = {}
+_send_lock: asyncio.Lock | None = None
+_lock_loop: asyncio.AbstractEventLoop | None = None
+
+
 def messages_for(event: Event) -> list[tuple[str, dict[str, Any]]]:
-    """(group, message) pairs that carry ``event``; ``group`` inside lets a hub route it."""
+    """(group, message) pairs that carry ``event``; ``group`` inside lets a hub route it,
+    ``origin`` and ``seq`` let it notice a dropped message."""
     body = event.to_message()
-    return [
-        (group, {**body, "group": group})
-        for group in (model_group(event.model), row_group(event.model, event.pk))
-    ]
+    pairs = []
+    for group in (model_group(event.model), row_group(event.model, event.pk)):
+        _sequence[group] = seq = _sequence.get(group, 0) + 1
+        pairs.append((group, {**body, "group": group, "origin": ORIGIN, "seq": seq}))
+    return pairs
+
+
+def _lock() -> asyncio.Lock:
+    global _send_lock, _lock_loop
+    loop = asyncio.get_running_loop()
+    if _send_lock is None or _lock_loop is not loop:
+        _send_lock, _lock_loop = asyncio.Lock(), loop
+    return _send_lock
 
 
 async def apublish(events: Sequence[Event]) -> None:
-    """Send ``events`` to their groups, in order."""
+    """Send ``events`` to their groups, in order (numbered and sent under one lock, so the
+    numbers of a group arrive in order)."""
     layer = get_layer()
-    for event in events:
-        for group, message in messages_for(event):
-            await layer.group_send(group, message)
+    async with _lock():
+        for event in events:
+            for group, message in messages_for(event):
+                await layer.group_send(group, message)
 
 
 def publish(events: Sequence[Event]) -> None:

@@ -313,7 +313,8 @@ class Hub:
         self._busy = False
         #: counters, for tests, the stats endpoint and benchmarks
         self.stats = {"events": 0, "deliveries": 0, "executions": 0, "stale": 0, "errors": 0,
-                      "revoked": 0}
+                      "revoked": 0, "dropped": 0}
+        self._last_seq: dict[tuple[str, str], int] = {}
 
     # ------------------------------------------------------------------ membership
 
@@ -331,6 +332,9 @@ class Hub:
         if group not in self._joined:
             await self.layer.group_add(group, self.channel)
             self._joined.add(group)
+            # numbering restarts for us: what was sent while we were away is not a drop
+            for key in [k for k in self._last_seq if k[1] == group]:
+                del self._last_seq[key]
 
     def _needed(self, group: str) -> bool:
         if group == broker.model_group(IDENTITY):
@@ -426,8 +430,25 @@ class Hub:
         """Nothing received is waiting or being handled (``gqlsync.testing.settle``)."""
         return self._inbox.empty() and not self._busy
 
+    def _count_drops(self, message: dict[str, Any]) -> None:
+        """Channels drops group messages to a full channel without a word; the broker
+        numbers each origin's messages per group, so a skipped number is a drop."""
+        origin, seq, group = message.get("origin"), message.get("seq"), message.get("group")
+        if not isinstance(origin, str) or not isinstance(seq, int) or not isinstance(group, str):
+            return
+        last = self._last_seq.get((origin, group))
+        self._last_seq[(origin, group)] = max(seq, last or 0)
+        if last is not None and seq > last + 1:
+            missing = seq - last - 1
+            self.stats["dropped"] += missing
+            logger.error(
+                "gqlsync hub: the channel layer dropped %d message(s) of group %s; raise the "
+                "layer's capacity (see docs: scaling)", missing, group,
+            )
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Serve one channel-layer message to the local subscriptions of its group."""
+        self._count_drops(message)
         group = message.get("group", "")
         if group == broker.model_group(IDENTITY):
             await self._identity(Event.from_message(message))

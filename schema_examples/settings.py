@@ -51,13 +51,21 @@ else:
 # a generous capacity keeps channels from dropping messages silently.
 # socket_timeout: redis-py 8 defaults it to 5 s, the length of channels-redis' blocking
 # reads, so idle connections would fail; give the reads room (channels_redis#422).
+# GQLSYNC_REDIS_LAYER=pubsub picks channels-redis' Pub/Sub layer (no capacity to size:
+# Redis Pub/Sub pushes to subscribers) instead of the core, list-based layer.
 if os.environ.get("REDIS_URL"):
-    CHANNEL_LAYERS = {"default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": os.environ["REDIS_URL"], "socket_timeout": 30}],
-                   "capacity": 10_000,
-                   "prefix": os.environ.get("GQLSYNC_REDIS_PREFIX", "asgi")},
-    }}
+    _hosts = [{"address": os.environ["REDIS_URL"], "socket_timeout": 30}]
+    _prefix = os.environ.get("GQLSYNC_REDIS_PREFIX", "asgi")
+    if os.environ.get("GQLSYNC_REDIS_LAYER") == "pubsub":
+        CHANNEL_LAYERS = {"default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": _hosts, "prefix": _prefix},
+        }}
+    else:
+        CHANNEL_LAYERS = {"default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": _hosts, "capacity": 10_000, "prefix": _prefix},
+        }}
 else:
     CHANNEL_LAYERS = {"default": {
         "BACKEND": "channels.layers.InMemoryChannelLayer",

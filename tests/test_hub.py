@@ -143,3 +143,27 @@ async def test_an_event_for_a_row_deleted_since_is_skipped(lee: Author) -> None:
     assert sub.queue.empty()
     assert hub.stats["stale"] == 1
     await hub.close()
+
+
+async def test_a_message_the_layer_dropped_is_counted_and_logged(
+    lee: Author, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub = get_hub()
+    sub = Subscription("bookstore.book", BOOKS)
+    await hub.subscribe(sub)
+    layer = get_channel_layer()
+    from gqlsync.events import Event, Op
+
+    book = await Book.objects.acreate(title="one", author=lee)
+    await asyncio.wait_for(sub.next(), 2)
+    # the layer loses the next message for the model group (as a full channel would)
+    lost = [m for g, m in broker.messages_for(Event("bookstore.book", book.pk, Op.UPDATED))
+            if g == BOOKS]
+    assert lost
+    book.title = "three"
+    await sync_to_async(book.save)()
+    await asyncio.wait_for(sub.next(), 2)
+    assert hub.stats["dropped"] == 1
+    assert "dropped 1 message" in caplog.text
+    del layer
+    await hub.close()
