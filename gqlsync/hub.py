@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 from asgiref.sync import sync_to_async
 from django.db import models
+from django.db.models import Exists, OuterRef
 
 from gqlsync import broker, execute, registry
 from gqlsync.conf import get_settings
@@ -211,16 +212,30 @@ def _evaluate(
 ) -> _Answers:
     """Load the row, move it through every view, answer every filter."""
     reg = registry.get(event.model)
-    deleted = event.op is Op.DELETED
-    transitions = {key: view.transition(event.pk, deleted) for key, view in views.items()}
-    if deleted:
+    if event.op is Op.DELETED:
+        transitions = {key: view.transition(event.pk, True) for key, view in views.items()}
         instance = _rebuild(reg, event.before, event.pk)
         return _Answers(instance, instance,
                         {k: f.matches_deleted(instance) for k, f in checks.items()}, transitions)
-    loaded = _loader(reg).filter(pk=event.pk).first()
+    # One query: the row with its foreign keys, and whether every distinct filter and
+    # every view selects it, so the cost grows with distinct conditions, not subscribers.
+    conditions: dict[str, tuple[str, Hashable]] = {}
+    annotations: dict[str, Any] = {}
+    for kind, found in (("check", checks), ("view", views)):
+        for key, condition in found.items():
+            queryset = condition.selects()
+            if queryset is not None:
+                name = f"_gqlsync_{len(annotations)}"
+                annotations[name] = Exists(queryset.filter(pk=OuterRef("pk")))
+                conditions[name] = (kind, key)
+    loaded = _loader(reg).filter(pk=event.pk).annotate(**annotations).first()
     if loaded is None:
-        return _Answers(None, None, {}, transitions)  # deleted since: its DELETED follows
-    answers = {k: f.matches_row(event.pk) for k, f in checks.items()}
+        # deleted since: leave the views alone, so that its DELETED finds it visible
+        return _Answers(None, None, {}, {})
+    holds = {conditions[name]: bool(getattr(loaded, name)) for name in annotations}
+    answers = {k: holds.get(("check", k), False) for k in checks}
+    transitions = {k: view.record(event.pk, holds.get(("view", k), False))
+                   for k, view in views.items()}
     previous = None
     if any(before and not after for before, after in transitions.values()):
         previous = _previous(loaded, event)

@@ -162,6 +162,10 @@ class RowFilter:
             return False
         return self.queryset.filter(pk=pk).exists()
 
+    def selects(self) -> QuerySet[Any] | None:
+        """The filtered queryset, or ``None`` when it can select nothing."""
+        return None if self.key[-1] == _EMPTY else self.queryset
+
     def matches_deleted(self, instance: models.Model) -> bool:
         """Did the deleted row, by its last state, match?"""
         if self.q is None:
@@ -217,15 +221,22 @@ class TrackedView:
 
     def transition(self, pk: Any, deleted: bool) -> tuple[bool, bool]:
         """(visible before, visible after) a change to row ``pk``; updates the set."""
+        empty = self.key[-1] == _EMPTY
+        return self.record(pk, False if deleted or empty else self.queryset.filter(pk=pk).exists())
+
+    def record(self, pk: Any, after: bool) -> tuple[bool, bool]:
+        """Note that row ``pk`` is (``after``) visible now; returns (before, after)."""
         key = _key_of(pk)
         before = key in self.pks
-        empty = self.key[-1] == _EMPTY
-        after = False if deleted or empty else self.queryset.filter(pk=pk).exists()
         if after:
             self.pks.add(key)
         else:
             self.pks.discard(key)
         return before, after
+
+    def selects(self) -> QuerySet[Any] | None:
+        """The visible queryset, or ``None`` when it can select nothing."""
+        return None if self.key[-1] == _EMPTY else self.queryset
 
     def refresh(self) -> tuple[set[int | str], set[int | str]]:
         """Reload; returns (rows that became visible, rows that stopped being visible)."""

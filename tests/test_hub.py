@@ -167,3 +167,31 @@ async def test_a_message_the_layer_dropped_is_counted_and_logged(
     assert "dropped 1 message" in caplog.text
     del layer
     await hub.close()
+
+
+def test_one_query_answers_every_distinct_condition_of_an_event(transactional_db: None) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from gqlsync.events import Event, Op
+    from gqlsync.hub import _evaluate
+    from gqlsync.matching import TrackedView
+
+    lee = Author.objects.create(name="Lee Child", email="lee@child.com")
+    book = Book.objects.create(title="Killing Floor", author=lee)
+    base = Book.objects.all()
+    checks = {f.key: f for f in (RowFilter.where(base, Q(title=f"t{i}")) for i in range(20))}
+    exact = RowFilter.where(base, Q(author__email="lee@child.com"))
+    checks[exact.key] = exact
+    views = {}
+    for condition in (Q(author=lee), Q(title="nope"), Q(pk__in=[])):
+        view = TrackedView(base.filter(condition))
+        view.load()
+        views[view.key] = view
+    with CaptureQueriesContext(connection) as queries:
+        answers = _evaluate(Event("bookstore.book", book.pk, Op.UPDATED), checks, views)
+    assert len(queries) == 1
+    assert answers.instance is not None
+    assert answers.instance.author.email == "lee@child.com"  # joined, no extra query
+    assert [k for k, ok in answers.checks.items() if ok] == [exact.key]
+    assert sorted(answers.views.values()) == [(False, False), (False, False), (True, True)]
