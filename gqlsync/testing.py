@@ -119,6 +119,23 @@ async def settle(timeout: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
+async def login_session(user: Any) -> tuple[Any, tuple[bytes, bytes]]:
+    """Log ``user`` in as Django's ``login()`` would; returns the session and the
+    ``Cookie`` header that carries it (for ``GraphQLWSClient(headers=[...])``)."""
+    from asgiref.sync import sync_to_async
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.utils.module_loading import import_string
+
+    session = import_string(settings.SESSION_ENGINE + ".SessionStore")()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    await sync_to_async(session.save)()
+    cookie = f"{settings.SESSION_COOKIE_NAME}={session.session_key}".encode()
+    return session, (b"cookie", cookie)
+
+
 class ClosedError(Exception):
     """The server closed the connection; ``code`` is the WebSocket close code."""
 

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission as AuthPermission
 
 import gqlsync
-from gqlsync.testing import ClosedError, GraphQLWSClient, settle
+from gqlsync.testing import ClosedError, GraphQLWSClient, login_session, settle
 from gqlsync.transport.websocket import CLOSE_FORBIDDEN
 from schema_examples.chat.models import Message, Room
 from tests.permission_schema import application as perm_app
@@ -112,21 +112,15 @@ async def test_revoked_credentials_close_the_connection_within_a_second(revoke: 
     assert asyncio.get_running_loop().time() - started < 1.0
 
 
-async def test_logout_closes_only_that_sessions_connections(settings: Any) -> None:
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, logout
-    from django.contrib.sessions.backends.db import SessionStore
+async def test_logout_closes_only_that_sessions_connections() -> None:
+    from django.contrib.auth import logout
     from django.test import RequestFactory
 
     alice_user = await user("alice")
 
-    async def session_client() -> tuple[GraphQLWSClient, SessionStore]:
-        session = SessionStore()
-        session[SESSION_KEY] = str(alice_user.pk)
-        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-        session[HASH_SESSION_KEY] = alice_user.get_session_auth_hash()
-        await sync_to_async(session.save)()
-        cookie = f"{settings.SESSION_COOKIE_NAME}={session.session_key}".encode()
-        client = GraphQLWSClient(perm_app, headers=[(b"cookie", cookie)])
+    async def session_client() -> tuple[GraphQLWSClient, Any]:
+        session, cookie = await login_session(alice_user)
+        client = GraphQLWSClient(perm_app, headers=[cookie])
         await client.connect()
         return client, session
 

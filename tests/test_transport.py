@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 
 import gqlsync
 import gqlsync.asgi
-from gqlsync.testing import ClosedError, GraphQLWSClient
+from gqlsync.testing import ClosedError, GraphQLWSClient, login_session
 from gqlsync.transport.websocket import CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED
 from schema_examples.bookstore.models import Author, Book
 
@@ -164,18 +164,9 @@ async def test_a_token_in_the_handshake_header_authenticates(application: Any) -
 
 
 async def test_a_django_session_cookie_authenticates(application: Any) -> None:
-    from django.conf import settings
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
-
     alice = await get_user_model().objects.aget(username="alice")
-    session = SessionStore()
-    session[SESSION_KEY] = str(alice.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    session[HASH_SESSION_KEY] = alice.get_session_auth_hash()
-    await sync_to_async(session.save)()
-    cookie = f"{settings.SESSION_COOKIE_NAME}={session.session_key}".encode()
-    async with GraphQLWSClient(application, headers=[(b"cookie", cookie)]) as client:
+    _, cookie = await login_session(alice)
+    async with GraphQLWSClient(application, headers=[cookie]) as client:
         sub = await client.subscribe(ROOM, {"room": "secret"})
         await graphql(application, 'mutation { sendMessage(room: "secret", text: "s") { id } }',
                       token=gqlsync.make_token(alice))
