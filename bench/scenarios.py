@@ -1,0 +1,42 @@
+"""The scenarios of issue #5, at full size and at the smoke size CI runs.
+
+Each case runs once per variant (gqlsync, baseline, floor) with the same clients code.
+
+- ``fanout``: N identical subscriptions (no filter), a stream of changes;
+- ``distinct``: N subscriptions spread over K distinct filters (``group: {exact: g}``),
+  the writer cycling through the K groups: every event reaches N/K subscriptions;
+- ``idle``: N subscriptions that receive nothing while the server's RSS is read, one per
+  socket and many per socket (then two events check that they all still deliver);
+- ``scaleout``: two server processes on one Redis, half the sockets on each.
+"""
+
+from __future__ import annotations
+
+from bench.runner import Run
+
+SCENARIOS = ("fanout", "distinct", "idle", "scaleout")
+
+
+def cases(smoke: bool) -> dict[str, list[Run]]:
+    """Scenario -> its cases (``variant`` filled in by the caller)."""
+    if smoke:
+        limit = 60.0
+        return {
+            "fanout": [Run("fanout", "", n=50, events=10, limit=limit)],
+            "distinct": [Run("distinct", "", n=50, k=k, events=20, limit=limit)
+                         for k in (1, 10)],
+            "idle": [Run("idle", "", n=50, per_socket=m, events=2, limit=limit)
+                     for m in (1, 5)],
+            "scaleout": [Run("scaleout", "", n=50, servers=2, events=10, limit=limit)],
+        }
+    limit = 300.0
+    return {
+        "fanout": [Run("fanout", "", n=100, events=200, limit=limit),
+                   Run("fanout", "", n=1000, events=50, limit=limit),
+                   Run("fanout", "", n=5000, events=20, limit=limit)],
+        "distinct": [Run("distinct", "", n=1000, k=k, events=100, rate=25, limit=limit)
+                     for k in (1, 10, 100)],
+        "idle": [Run("idle", "", n=5000, per_socket=m, events=2, rate=2, limit=limit)
+                 for m in (1, 10)],
+        "scaleout": [Run("scaleout", "", n=1000, servers=2, events=50, limit=limit)],
+    }
