@@ -221,8 +221,11 @@ def _evaluate(
     # every view selects it, so the cost grows with distinct conditions, not subscribers.
     conditions: dict[str, tuple[str, Hashable]] = {}
     annotations: dict[str, Any] = {}
+    by_equality = {k: f for k, f in checks.items() if f.equality is not None}
     for kind, found in (("check", checks), ("view", views)):
         for key, condition in found.items():
+            if kind == "check" and key in by_equality:
+                continue  # answered from the loaded row below
             queryset = condition.selects()
             if queryset is not None:
                 name = f"_gqlsync_{len(annotations)}"
@@ -234,6 +237,9 @@ def _evaluate(
         return _Answers(None, None, {}, {})
     holds = {conditions[name]: bool(getattr(loaded, name)) for name in annotations}
     answers = {k: holds.get(("check", k), False) for k in checks}
+    for key, check in by_equality.items():
+        known = check.matches_loaded(loaded)
+        answers[key] = check.matches_row(event.pk) if known is None else known
     transitions = {k: view.record(event.pk, holds.get(("view", k), False))
                    for k, view in views.items()}
     previous = None

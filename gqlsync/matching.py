@@ -142,15 +142,88 @@ def _sql_key(queryset: QuerySet[Any]) -> tuple[str, str, str]:
     return label, sql, repr(params)
 
 
+_TEXT_EXACT_VENDORS = ("postgresql", "sqlite")
+
+
+def _equality(model: type[models.Model], q: Q | None) -> tuple[tuple[str, ...], str, Any] | None:
+    """``(foreign-key hops, attname, value)`` when ``q`` is one exact match on a column of
+    the row or of a row one foreign key away (which the hub loads joined), else ``None``.
+
+    Such a condition is answered from the loaded row in Python, without SQL. Text columns
+    only where the database's ``=`` is case- and accent-sensitive as Python's is.
+    """
+    if q is None or q.negated or len(q.children) != 1:
+        return None
+    child: Any = q.children[0]
+    if isinstance(child, Q):
+        return _equality(model, child)
+    if not isinstance(child, tuple):
+        return None
+    path, value = child
+    parts = path.split(LOOKUP_SEP)
+    if parts[-1] == "exact":
+        parts = parts[:-1]
+    if not 1 <= len(parts) <= 2 or isinstance(value, (list, tuple, set, QuerySet)):
+        return None
+    hops: list[str] = []
+    current = model
+    for name in parts[:-1]:
+        try:
+            fk: Any = current._meta.get_field(name)
+        except FieldDoesNotExist:
+            return None
+        if not (fk.concrete and (fk.many_to_one or fk.one_to_one)):
+            return None
+        hops.append(fk.name)
+        current = fk.related_model
+    try:
+        field: Any = (current._meta.pk if parts[-1] == "pk"
+                      else current._meta.get_field(parts[-1]))
+    except FieldDoesNotExist:
+        return None
+    if not field.concrete or field.many_to_many:
+        return None
+    if field.is_relation:
+        value = _value_of(value)
+    from django.db import connection
+
+    textual = field.get_internal_type() in ("CharField", "TextField", "SlugField",
+                                            "EmailField", "URLField")
+    if textual and connection.vendor not in _TEXT_EXACT_VENDORS:
+        return None
+    try:
+        target = field.target_field if field.is_relation else field
+        value = None if value is None else target.to_python(value)
+    except Exception:
+        return None
+    return tuple(hops), field.attname, value
+
+
 class RowFilter:
     """One condition on rows: a queryset for live rows, its ``Q`` for deleted ones."""
 
-    __slots__ = ("key", "q", "queryset")
+    __slots__ = ("equality", "key", "q", "queryset")
 
     def __init__(self, queryset: QuerySet[Any], q: Q | None) -> None:
         self.queryset = queryset
         self.q = q  # None: cannot judge deleted rows
         self.key = ("filter", *_sql_key(queryset))
+        self.equality = _equality(queryset.model, q)
+
+    def matches_loaded(self, instance: models.Model) -> bool | None:
+        """Answer from a row loaded with its foreign keys, or ``None`` if only SQL can."""
+        if self.equality is None:
+            return None
+        hops, attname, value = self.equality
+        current: Any = instance
+        for hop in hops:
+            fk: Any = current._meta.get_field(hop)
+            if not fk.is_cached(current):
+                return None  # not joined: ask the database
+            current = getattr(current, hop)
+            if current is None:  # no related row: like the database's LEFT JOIN
+                return value is None
+        return bool(getattr(current, attname) == value)
 
     @classmethod
     def where(cls, queryset: QuerySet[Any], q: Q) -> RowFilter:

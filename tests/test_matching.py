@@ -91,3 +91,36 @@ def test_equal_conditions_share_a_key_and_different_ones_do_not() -> None:
     c = RowFilter.where(Book.objects.all(), Q(author__email="janet@evanovich.com"))
     assert a.key == b.key
     assert a.key != c.key
+
+
+@pytest.mark.parametrize(
+    ("q", "indexed"),
+    [
+        (Q(title="Killing Floor"), True),
+        (Q(title__exact="Die Trying"), True),
+        (Q(author__email="lee@child.com"), True),
+        (Q(author__email__exact="janet@evanovich.com"), True),
+        (Q(author=1), True),
+        (Q(id=1), True),
+        (Q(title__icontains="floor"), False),
+        (~Q(title="Killing Floor"), False),
+        (Q(title__in=["a"]), False),
+        (Q(author__books__title="x"), False),
+    ],
+)
+def test_equality_conditions_are_answered_from_the_loaded_row_like_the_database(
+    lee: Author, q: Q, indexed: bool
+) -> None:
+    from gqlsync.hub import _loader
+    from gqlsync.registry import get
+
+    books = [Book.objects.create(title=t, author=lee) for t in ("Killing Floor", "Die Trying")]
+    condition = RowFilter.where(Book.objects.all(), q)
+    assert (condition.equality is not None) is indexed
+    for book in books:
+        loaded = _loader(get(Book)).get(pk=book.pk)
+        answer = condition.matches_loaded(loaded)
+        if indexed:
+            assert answer is condition.matches_row(book.pk)
+        else:
+            assert answer is None
