@@ -75,6 +75,7 @@ def application(
     settings = get_settings()
     if limits:
         gqlsync_limits.apply(schema)
+    gqlsync_limits.share_documents(schema)
     base = re.escape(path.lstrip("/"))
     endpoint = f"^{base[:-1] if base.endswith('/') else base}/?$"
     http_routes: list[Any] = [

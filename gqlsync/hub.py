@@ -28,6 +28,7 @@ memory or slowing the others.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import copy
@@ -109,33 +110,48 @@ class Subscription:
     shared: execute.SharedOperation | None = None
     sender: execute.FrameSender | None = None
     to_root: Callable[[Delivery], Any] | None = None
-    queue: asyncio.Queue[Delivery | str | BaseException] = field(
-        default_factory=lambda: asyncio.Queue(get_settings()["SUBSCRIPTION_QUEUE_SIZE"])
+    #: bounded by SUBSCRIPTION_QUEUE_SIZE; a deque and one waiter, not an asyncio.Queue
+    #: (whose three deques and event cost kilobytes per idle subscription)
+    queue: collections.deque[Delivery | str | BaseException] = field(
+        default_factory=collections.deque
     )
     ended: bool = False
+    _waiter: asyncio.Future[None] | None = None
 
     def deliver(self, delivery: Delivery | str) -> None:
         """Queue a delivery (or, shared, a ready frame) without ever waiting."""
         if self.ended:
             return
-        try:
-            self.queue.put_nowait(delivery)
-        except asyncio.QueueFull:
+        if len(self.queue) >= get_settings()["SUBSCRIPTION_QUEUE_SIZE"]:
             self.end(SlowConsumerError(
                 "This subscription fell too far behind and was ended; subscribe again."
             ))
+            return
+        self.queue.append(delivery)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def end(self, error: BaseException) -> None:
         """End the subscription: its reader gets ``error`` next, ahead of anything queued."""
         if self.ended:
             return
         self.ended = True
-        while not self.queue.empty():
-            self.queue.get_nowait()
-        self.queue.put_nowait(error)
+        self.queue.clear()
+        self.queue.append(error)
+        self._wake()
 
     async def next(self) -> Delivery | str:
-        item = await self.queue.get()
+        while not self.queue:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        item = self.queue.popleft()
         if isinstance(item, BaseException):
             raise item
         return item

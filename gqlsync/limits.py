@@ -17,15 +17,21 @@ Each refusal is a GraphQL error naming the limit, never a partial execution.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 from django.conf import settings as django_settings
+from graphql import ASTValidationRule, DocumentNode
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
-    QueryDepthLimiter,
+    SchemaExtension,
 )
+from strawberry.extensions.max_aliases import create_validator as aliases_validator
+from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
 from strawberry.schema import BaseSchema
 
 from gqlsync.conf import get_settings
@@ -39,16 +45,56 @@ def introspection_allowed() -> bool:
 
 
 def extensions() -> list[Any]:
-    """The schema extensions enforcing the configured limits."""
+    """Factories of the schema extensions enforcing the configured limits (factories, not
+    instances: Strawberry gives each request its own, so concurrent ones never share)."""
     conf = get_settings()
+    # The rule classes are built once here: Strawberry's limiters build a new class per
+    # instance, and an open subscription keeps its request's extensions alive.
+    rules: list[type[ASTValidationRule]] = [
+        depth_validator(conf["MAX_QUERY_DEPTH"], None),
+        aliases_validator(conf["MAX_ALIASES"]),
+    ]
     found: list[Any] = [
-        QueryDepthLimiter(max_depth=conf["MAX_QUERY_DEPTH"]),
-        MaxTokensLimiter(max_token_count=conf["MAX_QUERY_TOKENS"]),
-        MaxAliasesLimiter(max_alias_count=conf["MAX_ALIASES"]),
+        partial(AddValidationRules, rules),
+        partial(MaxTokensLimiter, max_token_count=conf["MAX_QUERY_TOKENS"]),
     ]
     if not introspection_allowed():
-        found.append(DisableIntrospection())
+        found.append(DisableIntrospection)
     return found
+
+
+class SharedDocuments(SchemaExtension):
+    """Identical documents share one parsed tree.
+
+    Every open subscription keeps its parsed document; thousands of identical ones should
+    hold one. Unlike Strawberry's ``ParserCache`` this only *fills* a document it has seen
+    parse cleanly and lets Strawberry parse the rest itself, so a syntax error still takes
+    the protocol's path (``4400`` on ``graphql-transport-ws``).
+    """
+
+    _documents: OrderedDict[tuple[str, str], DocumentNode] = OrderedDict()
+    _size = 1024
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        key = (context.query or "", repr(sorted(context.parse_options.items())))
+        found = self._documents.get(key)
+        if found is not None:
+            self._documents.move_to_end(key)
+            context.graphql_document = found
+        yield
+        if found is None and context.graphql_document is not None and context.query:
+            self._documents[key] = context.graphql_document
+            if len(self._documents) > self._size:
+                self._documents.popitem(last=False)
+
+
+def share_documents(schema: BaseSchema) -> None:
+    """Add :class:`SharedDocuments` to ``schema`` once (``application()`` calls this)."""
+    current = list(getattr(schema, "extensions", None) or ())
+    if SharedDocuments not in current:
+        current.append(SharedDocuments)
+    schema.extensions = current  # type: ignore[attr-defined]
 
 
 def apply(schema: BaseSchema) -> None:
