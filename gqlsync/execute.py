@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from functools import lru_cache
 from inspect import isawaitable
@@ -38,8 +38,9 @@ class FrameSender(Protocol):
     def frame(self, payload: str) -> str:
         """The protocol message carrying ``payload`` (a JSON object) for this operation."""
 
-    async def send(self, frame: str) -> None:
-        """Write a frame to the socket."""
+    def enqueue(self, frame: str, sent: Callable[[], None]) -> None:
+        """Queue a frame on the socket's outbound queue without waiting; ``sent()`` is
+        called once it is written (or dropped because the operation ended)."""
 
 
 @dataclass(frozen=True, slots=True)

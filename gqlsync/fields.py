@@ -180,11 +180,10 @@ async def listen(
     await hub.subscribe(subscription)
     try:
         while True:
+            # shared frames go straight to the socket's writer; this only wakes for the
+            # unshared path and for the end
             item = await subscription.next()
-            if isinstance(item, str):
-                assert sender is not None
-                await sender.send(item)
-                continue
+            assert not isinstance(item, str)
             yield to_change(item)
     finally:
         hub.unsubscribe(subscription)

@@ -116,19 +116,42 @@ class Subscription:
         default_factory=collections.deque
     )
     ended: bool = False
+    limit: int = field(default_factory=lambda: get_settings()["SUBSCRIPTION_QUEUE_SIZE"])
+    #: shared frames queued on the socket and not written yet
+    pending: int = 0
     _waiter: asyncio.Future[None] | None = None
+    _execution_key: Hashable = None
+
+    def execution_key(self) -> Hashable:
+        """(document, variables, operation name, scope): equal keys, equal payloads."""
+        if self._execution_key is None and self.shared is not None:
+            self._execution_key = self.shared.key(self.scope)
+        return self._execution_key
+
+    def rescoped(self, scope: Hashable) -> None:
+        self.scope = scope
+        self._execution_key = None
 
     def deliver(self, delivery: Delivery | str) -> None:
-        """Queue a delivery (or, shared, a ready frame) without ever waiting."""
+        """Queue a delivery, or a ready frame on the socket's outbound queue (shared
+        execution), without ever waiting. Past ``limit`` unsent items the subscription
+        ends with :class:`SlowConsumerError`; the others on the socket go on."""
         if self.ended:
             return
-        if len(self.queue) >= get_settings()["SUBSCRIPTION_QUEUE_SIZE"]:
+        if len(self.queue) + self.pending >= self.limit:
             self.end(SlowConsumerError(
                 "This subscription fell too far behind and was ended; subscribe again."
             ))
             return
+        if isinstance(delivery, str) and self.sender is not None:
+            self.pending += 1
+            self.sender.enqueue(delivery, self._sent)
+            return
         self.queue.append(delivery)
         self._wake()
+
+    def _sent(self) -> None:
+        self.pending -= 1
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -514,20 +537,31 @@ class Hub:
         if answers.instance is None:
             self.stats["stale"] += 1
             return
-        await self._send([(sub, self._delivery_for(sub, event, answers)) for sub in members])
+        plain = Delivery(event, answers.instance, event.op)
+        await self._send([
+            (sub, plain if not sub.checks and sub.view is None
+             else self._delivery_for(sub, event, answers))
+            for sub in members
+        ])
 
     async def _send(self, pairs: Sequence[tuple[Subscription, Delivery | None]]) -> None:
         """Hand each subscription its delivery; run shared ones once per distinct key."""
         shared: dict[Hashable, list[tuple[Subscription, Delivery]]] = {}
+        delivered = 0
         for sub, delivery in pairs:
             if delivery is None:
                 continue
-            self.stats["deliveries"] += 1
-            if sub.shared is None or sub.sender is None or sub.to_root is None:
+            delivered += 1
+            if sub.sender is None or sub.to_root is None:
                 sub.deliver(delivery)
                 continue
-            key = (sub.shared.key(sub.scope), delivery.op, id(delivery.instance))
-            shared.setdefault(key, []).append((sub, delivery))
+            key = (sub.execution_key(), delivery.op, id(delivery.instance))
+            group = shared.get(key)
+            if group is None:
+                shared[key] = [(sub, delivery)]
+            else:
+                group.append((sub, delivery))
+        self.stats["deliveries"] += delivered
         for group in shared.values():
             first, delivery = group[0]
             assert first.shared is not None
@@ -608,7 +642,8 @@ class Hub:
             sub.end(SubscriptionEnded("Your permission to this subscription was withdrawn."))
             self.unsubscribe(sub)
             return
-        sub.scope, queryset = outcome
+        scope, queryset = outcome
+        sub.rescoped(scope)
         old_view = sub.view
         new_view = await self.views.acquire(queryset) if queryset is not None else None
         if old_view is not None and new_view is not None and old_view.key == new_view.key:

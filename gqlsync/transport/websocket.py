@@ -15,7 +15,10 @@ subscriptions are re-scoped (rows entering or leaving the user's view are announ
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import json
+from collections.abc import Callable
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
@@ -62,26 +65,75 @@ def _session_user(session_key: str) -> Any:
     return get_user(_Request())  # type: ignore[arg-type]
 
 
+class _Writer:
+    """A socket's outbound queue: frames of its shared subscriptions, written in order by
+    one task per socket. A slow socket only ever delays itself."""
+
+    __slots__ = ("_consumer", "_frames", "_task", "_waiter")
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+        self._frames: collections.deque[tuple[str, Callable[[], bool], Callable[[], None]]] = (
+            collections.deque())
+        self._waiter: asyncio.Future[None] | None = None
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def enqueue(self, frame: str, done: Callable[[], bool], sent: Callable[[], None]) -> None:
+        self._frames.append((frame, done, sent))
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                while self._frames:
+                    frame, done, sent = self._frames.popleft()
+                    try:
+                        if not done():
+                            await self._consumer.send(text_data=frame)
+                    finally:
+                        sent()
+                self._waiter = loop.create_future()
+                await self._waiter
+                self._waiter = None
+        finally:  # cancelled at disconnect, or the socket failed: drop what is left
+            for _, _, sent in self._frames:
+                sent()
+            self._frames.clear()
+
+    def close(self) -> None:
+        self._task.cancel()
+
+
+def _writer(consumer: Any) -> _Writer:
+    writer: _Writer | None = getattr(consumer, "_gqlsync_writer", None)
+    if writer is None:
+        writer = _Writer(consumer)
+        consumer._gqlsync_writer = writer
+    return writer
+
+
 class _Sender:
     """One operation's way out: its frames carry a pre-serialized payload (shared
     execution), so only the id differs between the frames of two sockets."""
 
-    __slots__ = ("_prefix", "_socket", "done", "operation_name", "query", "variables")
+    __slots__ = ("_prefix", "_writer", "done", "operation_name", "query", "variables")
 
     def __init__(self, consumer: Any, id: str, kind: str, query: str,
-                 variables: dict[str, Any] | None, operation_name: str | None) -> None:
-        self._socket = consumer
+                 variables: dict[str, Any] | None, operation_name: str | None,
+                 done: Callable[[], bool]) -> None:
+        self._writer = _writer(consumer)
         self._prefix = '{"id":' + json.dumps(id) + ',"type":"' + kind + '","payload":'
         self.query, self.variables, self.operation_name = query, variables, operation_name
-        self.done: Any = None
+        self.done = done
 
     def frame(self, payload: str) -> str:
         return self._prefix + payload + "}"
 
-    async def send(self, frame: str) -> None:
-        if self.done is not None and self.done():
-            return
-        await self._socket.send(text_data=frame)
+    def enqueue(self, frame: str, sent: Callable[[], None]) -> None:
+        self._writer.enqueue(frame, self.done, sent)
 
 
 class _TransportWSProtocol(BaseGraphQLTransportWSHandler):  # type: ignore[misc]
@@ -90,8 +142,10 @@ class _TransportWSProtocol(BaseGraphQLTransportWSHandler):  # type: ignore[misc]
     async def run_operation(self, operation: TransportWSOperation[Any, Any]) -> None:
         consumer = cast(Any, self.websocket).ws_consumer
         sender = _Sender(consumer, operation.id, "next", operation.query,
-                         operation.variables, operation.operation_name)
-        sender.done = lambda: operation.completed
+                         operation.variables, operation.operation_name,
+                         # an id may be reused once completed: compare the operation itself
+                         lambda: operation.completed
+                         or self.operations.get(operation.id) is not operation)
         current_sender.set(sender)
         await super().run_operation(operation)
 
@@ -104,8 +158,8 @@ class _LegacyWSProtocol(BaseGraphQLWSHandler):  # type: ignore[misc]
         variables: dict[str, Any] | None,
     ) -> None:
         consumer = cast(Any, self.websocket).ws_consumer
-        sender = _Sender(consumer, operation_id, "data", query, variables, operation_name)
-        sender.done = lambda: operation_id not in self.tasks
+        sender = _Sender(consumer, operation_id, "data", query, variables, operation_name,
+                         lambda: operation_id not in self.tasks)
         current_sender.set(sender)
         await super().handle_async_results(operation_id, query, operation_name, variables)
 
@@ -178,6 +232,9 @@ class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
         await super().receive(text_data=text_data, bytes_data=bytes_data)
 
     async def disconnect(self, code: int) -> None:
+        writer: _Writer | None = getattr(self, "_gqlsync_writer", None)
+        if writer is not None:
+            writer.close()
         if self._followed is not None:
             get_hub().disconnect(self._followed, self)
             self._followed = None
