@@ -2,12 +2,22 @@
 
 import strawberry
 import strawberry_django
+from strawberry import auto
 from strawberry_django.optimizer import DjangoOptimizerExtension
+from strawberry_django.permissions import IsStaff
 
 import gqlsync
 import gqlsync.asgi
+from schema_examples.bookstore.models import Author
 from schema_examples.bookstore.types import BookType
 from schema_examples.chat.types import MessageType
+
+
+@strawberry_django.type(Author, name="StaffAuthor")
+class StaffAuthorType:
+    name: auto
+    # field-level rule: strawberry-django's own extension, resolved per subscriber scope
+    email: str | None = strawberry_django.field(extensions=[IsStaff(fail_silently=True)])
 
 
 @strawberry.type
@@ -23,6 +33,8 @@ class Subscription:
     book_changed = gqlsync.subscription(
         BookType, permission=gqlsync.DjangoPerms("bookstore.view_book")
     )
+    # default scope (the user): field-level rules differ per user, so nothing is shared
+    author_changed = gqlsync.subscription(StaffAuthorType, permission=gqlsync.Permission())
 
 
 schema = strawberry.Schema(

@@ -179,13 +179,22 @@ async def test_a_group_grant_rescopes_open_subscriptions() -> None:
     await bob.communicator.disconnect()
 
 
-async def test_token_users_reach_strawberry_django_permission_extensions() -> None:
-    from django.http import HttpRequest
+async def test_field_level_rules_apply_to_every_events_node() -> None:
+    """strawberry-django's IsStaff on a field sees the token user (gqlsync puts it in
+    scope['user']); staff carol gets the email, bob does not, from the same change."""
+    from schema_examples.bookstore.models import Author
 
-    del HttpRequest
-    bob = await client_for("bob")
-    assert bob.closed is None
-    await bob.communicator.disconnect()
+    carol, bob = await client_for("carol"), await client_for("bob")
+    query = "subscription { authorChanged { op node { name email } } }"
+    carol_sub, bob_sub = await carol.subscribe(query), await bob.subscribe(query)
+    await settle()
+    await Author.objects.acreate(name="New Author", email="new@author.com")
+    assert (await carol_sub.next())["data"]["authorChanged"]["node"] == {
+        "name": "New Author", "email": "new@author.com"}
+    assert (await bob_sub.next())["data"]["authorChanged"]["node"] == {
+        "name": "New Author", "email": None}
+    for client in (carol, bob):
+        await client.communicator.disconnect()
 
 
 async def test_a_rule_that_shows_a_user_nothing_is_an_empty_stream_not_an_error() -> None:

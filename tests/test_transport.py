@@ -201,6 +201,15 @@ async def test_a_bad_token_in_connection_init_closes_with_4403(
     assert closed.value.code == CLOSE_FORBIDDEN
 
 
+async def test_an_expired_token_closes_with_4403(application: Any, settings: Any) -> None:
+    bob = await token_for("bob")
+    settings.GQLSYNC = {"TOKEN_MAX_AGE": -1}
+    client = GraphQLWSClient(application, payload={"authorization": f"Bearer {bob}"})
+    with pytest.raises(ClosedError) as closed:
+        await client.connect()
+    assert closed.value.code == CLOSE_FORBIDDEN
+
+
 async def test_a_deactivated_users_token_is_refused(application: Any) -> None:
     bob = await token_for("bob")
     await get_user_model().objects.filter(username="bob").aupdate(is_active=False)
