@@ -182,9 +182,7 @@ async def listen(
         while True:
             # shared frames go straight to the socket's writer; this only wakes for the
             # unshared path and for the end
-            item = await subscription.next()
-            assert not isinstance(item, str)
-            yield to_change(item)
+            yield to_change(await subscription.next())
     finally:
         hub.unsubscribe(subscription)
 

@@ -112,7 +112,7 @@ class Subscription:
     to_root: Callable[[Delivery], Any] | None = None
     #: bounded by SUBSCRIPTION_QUEUE_SIZE; a deque and one waiter, not an asyncio.Queue
     #: (whose three deques and event cost kilobytes per idle subscription)
-    queue: collections.deque[Delivery | str | BaseException] = field(
+    queue: collections.deque[Delivery | BaseException] = field(
         default_factory=collections.deque
     )
     ended: bool = False
@@ -143,7 +143,8 @@ class Subscription:
                 "This subscription fell too far behind and was ended; subscribe again."
             ))
             return
-        if isinstance(delivery, str) and self.sender is not None:
+        if isinstance(delivery, str):  # a frame: only shared subscriptions get them
+            assert self.sender is not None
             self.pending += 1
             self.sender.enqueue(delivery, self._sent)
             return
@@ -167,7 +168,7 @@ class Subscription:
         self.queue.append(error)
         self._wake()
 
-    async def next(self) -> Delivery | str:
+    async def next(self) -> Delivery:
         while not self.queue:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
