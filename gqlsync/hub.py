@@ -32,6 +32,7 @@ import collections
 import contextlib
 import contextvars
 import copy
+import functools
 import logging
 import weakref
 from collections.abc import Callable, Hashable, Sequence
@@ -289,12 +290,16 @@ def _evaluate(
     return _Answers(loaded, previous, answers, transitions)
 
 
+@functools.cache
+def _forward_relations(model: type[models.Model]) -> tuple[str, ...]:
+    return tuple(f.name for f in model._meta.concrete_fields
+                 if f.is_relation and (f.many_to_one or f.one_to_one))
+
+
 def _loader(reg: registry.Registration) -> Any:
     """The model's rows with their forward foreign keys joined: nodes usually select them,
     and the row is loaded once for every subscriber."""
-    related = [f.name for f in reg.model._meta.concrete_fields
-               if f.is_relation and (f.many_to_one or f.one_to_one)]
-    return reg.model._default_manager.select_related(*related)
+    return reg.model._default_manager.select_related(*_forward_relations(reg.model))
 
 
 def _rows(model: str, pks: set[Any]) -> dict[Any, models.Model]:
@@ -310,7 +315,11 @@ def _diff_rows(
 ) -> tuple[dict[Any, models.Model], dict[tuple[Hashable, Any], bool]]:
     """Rows that entered or left a view, and each filter's answer for each of them."""
     rows = _rows(model, added | removed)
-    answers = {(key, pk): check.matches_row(pk) for key, check in checks.items() for pk in rows}
+    answers: dict[tuple[Hashable, Any], bool] = {}
+    for key, check in checks.items():
+        for pk, row in rows.items():
+            known = check.matches_loaded(row)  # rows are loaded joined: no query if exact
+            answers[(key, pk)] = check.matches_row(pk) if known is None else known
     return rows, answers
 
 
@@ -372,6 +381,7 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self._busy = False
+        self._identity_group = broker.model_group(IDENTITY)
         #: counters, for tests, the stats endpoint and benchmarks
         self.stats = {"events": 0, "deliveries": 0, "executions": 0, "stale": 0, "errors": 0,
                       "revoked": 0, "dropped": 0}
@@ -398,7 +408,7 @@ class Hub:
                 del self._last_seq[key]
 
     def _needed(self, group: str) -> bool:
-        if group == broker.model_group(IDENTITY):
+        if group == self._identity_group:
             return any(self.connections.values())
         return bool(self.groups.get(group)) or bool(self.watchers.get(group))
 
@@ -443,7 +453,7 @@ class Hub:
     async def connect(self, user_pk: Any, connection: Connection) -> None:
         """Follow ``user_pk``'s identity changes for ``connection``."""
         async with self._lock:
-            await self._join(broker.model_group(IDENTITY))
+            await self._join(self._identity_group)
             self.connections.setdefault(_user_key(user_pk), set()).add(connection)
 
     def disconnect(self, user_pk: Any, connection: Connection) -> None:
@@ -453,7 +463,7 @@ class Hub:
             connections.discard(connection)
             if not connections:
                 del self.connections[key]
-        self._later(self._leave_unused([broker.model_group(IDENTITY)]))
+        self._later(self._leave_unused([self._identity_group]))
 
     def subscription_count(self) -> int:
         return len({s for members in self.groups.values() for s in members})
@@ -511,7 +521,7 @@ class Hub:
         """Serve one channel-layer message to the local subscriptions of its group."""
         self._count_drops(message)
         group = message.get("group", "")
-        if group == broker.model_group(IDENTITY):
+        if group == self._identity_group:
             await self._identity(Event.from_message(message))
             return
         members = list(self.groups.get(group, ()))
