@@ -29,7 +29,7 @@ from django.db import DEFAULT_DB_ALIAS, models, router, transaction
 from django.db.models.signals import m2m_changed, post_delete, post_init, post_save
 
 from gqlsync import broker, registry
-from gqlsync.events import IDENTITY, Event, Op, to_primitive
+from gqlsync.events import IDENTITY, Event, Op, pk_key, to_primitive
 
 logger = logging.getLogger("gqlsync.capture")
 
@@ -106,10 +106,6 @@ def record(event: Event, using: str = DEFAULT_DB_ALIAS) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
-def _pk(value: Any) -> int | str:
-    return value if isinstance(value, int) else str(value)
-
-
 def _initial(instance: models.Model) -> dict[str, Any]:
     initial: dict[str, Any] = instance.__dict__.get(_INITIAL) or {}
     return initial
@@ -172,10 +168,10 @@ def _on_post_save(
         return
     label = registry.label_of(sender)
     if created:
-        event = Event(label, _pk(instance.pk), Op.CREATED)
+        event = Event(label, pk_key(instance.pk), Op.CREATED)
     else:
         changed, before = _changes(instance, update_fields)
-        event = Event(label, _pk(instance.pk), Op.UPDATED, changed, before)
+        event = Event(label, pk_key(instance.pk), Op.UPDATED, changed, before)
     _remember(instance)
     record(event, using)
 
@@ -185,7 +181,7 @@ def _on_post_delete(
 ) -> None:
     label = registry.label_of(sender)
     reg = registry.get(label)
-    record(Event(label, _pk(instance.pk), Op.DELETED, before=registry.last_state(instance, reg)),
+    record(Event(label, pk_key(instance.pk), Op.DELETED, before=registry.last_state(instance, reg)),
            using)
 
 
@@ -215,12 +211,12 @@ def _on_m2m_changed(
         return
     own_name, other_name = names
     if registry.is_registered(type(instance)):
-        record(Event(registry.label_of(instance), _pk(instance.pk), Op.UPDATED, (own_name,)),
+        record(Event(registry.label_of(instance), pk_key(instance.pk), Op.UPDATED, (own_name,)),
                using)
     if registry.is_registered(model):
         label = registry.label_of(model)
         for pk in sorted(pk_set or (), key=str):
-            record(Event(label, _pk(pk), Op.UPDATED, (other_name,)), using)
+            record(Event(label, pk_key(pk), Op.UPDATED, (other_name,)), using)
 
 
 def _m2m_field(
@@ -264,7 +260,7 @@ def identity_changed(user_pk: Any, what: str, using: str = DEFAULT_DB_ALIAS) -> 
     gqlsync calls this for logouts, deactivation, password, group and permission changes;
     call it yourself when something else your permissions read about a user changes.
     """
-    record(Event(IDENTITY, _pk(user_pk), Op.UPDATED, (what,)), using)
+    record(Event(IDENTITY, pk_key(user_pk), Op.UPDATED, (what,)), using)
 
 
 def _on_user_init(sender: type[models.Model], instance: models.Model, **_: Any) -> None:
@@ -290,7 +286,7 @@ def _on_user_save(
 def _on_user_delete(
     sender: type[models.Model], instance: models.Model, using: str = DEFAULT_DB_ALIAS, **_: Any
 ) -> None:
-    record(Event(IDENTITY, _pk(instance.pk), Op.DELETED), using)
+    record(Event(IDENTITY, pk_key(instance.pk), Op.DELETED), using)
 
 
 def _on_logout(sender: Any, request: Any = None, user: Any = None, **_: Any) -> None:
@@ -414,7 +410,7 @@ class TrackedQuerySet(models.QuerySet[_M], Generic[_M]):
             names = tuple(f.name for f in fields)
             for row in rows:
                 before = {a: to_primitive(row[a]) for a in travelling}
-                record(Event(reg.label, _pk(row["pk"]), Op.UPDATED, names, before), self.db)
+                record(Event(reg.label, pk_key(row["pk"]), Op.UPDATED, names, before), self.db)
         return count
 
     def bulk_create(self, objs: Iterable[_M], *args: Any, **kwargs: Any) -> list[_M]:
@@ -426,7 +422,7 @@ class TrackedQuerySet(models.QuerySet[_M], Generic[_M]):
             label = registry.label_of(self.model)
             for obj in created:
                 if obj.pk is not None:
-                    record(Event(label, _pk(obj.pk), op), self.db)
+                    record(Event(label, pk_key(obj.pk), op), self.db)
                     _remember(obj)
         return created
 
@@ -470,4 +466,4 @@ def notify(
     op = Op(op) if isinstance(op, str) else op
     before = registry.last_state(instance, reg) if (op is Op.DELETED and instance) else None
     db = using or router.db_for_write(reg.model)
-    record(Event(reg.label, _pk(pk), op, tuple(changed), before), db)
+    record(Event(reg.label, pk_key(pk), op, tuple(changed), before), db)

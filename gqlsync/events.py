@@ -64,6 +64,15 @@ def to_primitive(value: Any) -> Any:
     return str(value)
 
 
+def pk_key(pk: Any) -> int | str:
+    """A primary key as events carry it: integers stay, anything else (UUIDs…) is a string.
+
+    Every place that compares keys (events, tracked views, identity follow-up) uses this,
+    so a key read from the database matches the same key read from the wire.
+    """
+    return pk if isinstance(pk, int) else str(pk)
+
+
 def new_cursor() -> str:
     """A new opaque cursor: sortable by time within a process, unique across processes."""
     return f"{time.time_ns() // 1_000_000:011x}-{next(_counter) & 0xFFFFFF:06x}-{_process}"

@@ -45,7 +45,7 @@ from django.db.models import Exists, OuterRef
 
 from gqlsync import broker, execute, registry
 from gqlsync.conf import get_settings
-from gqlsync.events import IDENTITY, Event, Op
+from gqlsync.events import IDENTITY, Event, Op, pk_key
 from gqlsync.exceptions import SlowConsumerError, SubscriptionEnded
 from gqlsync.matching import KNOWN_FIELDS, RowFilter, TrackedView
 
@@ -305,7 +305,7 @@ def _loader(reg: registry.Registration) -> Any:
 def _rows(model: str, pks: set[Any]) -> dict[Any, models.Model]:
     reg = registry.get(model)
     return {
-        (row.pk if isinstance(row.pk, int) else str(row.pk)): row
+        pk_key(row.pk): row
         for row in _loader(reg).filter(pk__in=list(pks))
     }
 
@@ -356,11 +356,6 @@ class _Views:
             del self.views[view.key]
         else:
             self.views[view.key] = (view, count - 1)
-
-
-def _user_key(pk: Any) -> int | str:
-    """A user's key as identity events carry it (UUIDs travel as strings)."""
-    return pk if isinstance(pk, int) else str(pk)
 
 
 class Hub:
@@ -454,10 +449,10 @@ class Hub:
         """Follow ``user_pk``'s identity changes for ``connection``."""
         async with self._lock:
             await self._join(self._identity_group)
-            self.connections.setdefault(_user_key(user_pk), set()).add(connection)
+            self.connections.setdefault(pk_key(user_pk), set()).add(connection)
 
     def disconnect(self, user_pk: Any, connection: Connection) -> None:
-        key = _user_key(user_pk)
+        key = pk_key(user_pk)
         connections = self.connections.get(key)
         if connections is not None:
             connections.discard(connection)

@@ -27,6 +27,8 @@ from django.db import models
 from django.db.models import Q, QuerySet
 from django.db.models.constants import LOOKUP_SEP
 
+from gqlsync.events import pk_key
+
 logger = logging.getLogger("gqlsync.matching")
 
 #: set by the hub on rebuilt rows: the attnames that have real values (see hub._rebuild)
@@ -263,10 +265,6 @@ def _warn_once(key: Any, why: str) -> None:
         logger.warning("gqlsync: a delete cannot be matched to a filter (%s); not sent", why)
 
 
-def _key_of(pk: Any) -> int | str:
-    return pk if isinstance(pk, int) else str(pk)
-
-
 class TrackedView:
     """The rows one permission lets one scope see, kept current event by event.
 
@@ -290,7 +288,7 @@ class TrackedView:
         if self.key[-1] == _EMPTY:
             self.pks = set()
             return
-        self.pks = {_key_of(pk) for pk in self.queryset.values_list("pk", flat=True)}
+        self.pks = {pk_key(pk) for pk in self.queryset.values_list("pk", flat=True)}
 
     def transition(self, pk: Any, deleted: bool) -> tuple[bool, bool]:
         """(visible before, visible after) a change to row ``pk``; updates the set."""
@@ -299,7 +297,7 @@ class TrackedView:
 
     def record(self, pk: Any, after: bool) -> tuple[bool, bool]:
         """Note that row ``pk`` is (``after``) visible now; returns (before, after)."""
-        key = _key_of(pk)
+        key = pk_key(pk)
         before = key in self.pks
         if after:
             self.pks.add(key)
