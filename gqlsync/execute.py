@@ -27,6 +27,12 @@ from graphql import execute as graphql_execute
 logger = logging.getLogger("gqlsync.execute")
 
 
+#: Attribute of a generated subscription field's resolver holding its *opener*:
+#: ``await opener(info, sender, **arguments)`` registers the subscription with the hub
+#: and returns it, without a generator (``gqlsync.transport.subscribe``).
+OPENER = "_gqlsync_open"
+
+
 class FrameSender(Protocol):
     """One operation's way out, given by the transport that runs it."""
 

@@ -14,6 +14,7 @@ come (they resolve as the type's ``BookEvent``) or build anything from them.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
@@ -31,8 +32,8 @@ from strawberry_django.filters import process_filters
 from gqlsync import broker, registry
 from gqlsync.auth import get_user
 from gqlsync.events import Op
-from gqlsync.execute import SharedOperation
-from gqlsync.hub import Delivery, Subscription, current_sender, get_hub
+from gqlsync.execute import OPENER, FrameSender, SharedOperation
+from gqlsync.hub import Delivery, Rescope, Subscription, current_sender, get_hub
 from gqlsync.matching import RowFilter
 from gqlsync.permissions import Permission, forbidden, permission_of
 
@@ -130,6 +131,36 @@ async def listen(
       enters or leaves their view arrives as ``CREATED`` or ``DELETED``) and whenever the
       user's identity changes (logout, deactivation, new groups or permissions).
     """
+    sender = current_sender.get() if _share else None
+    subscription = await _open(info, type_, filters=filters, where=where, pk=pk,
+                               permission=permission, sender=sender)
+    to_change = subscription.to_root
+    assert to_change is not None
+    try:
+        while True:
+            # shared frames go straight to the socket's writer; this only wakes for the
+            # unshared path and for the end
+            yield to_change(await subscription.next())
+    finally:
+        get_hub().unsubscribe(subscription)
+
+
+async def _open(
+    info: Info,
+    type_: type,
+    *,
+    filters: Any = None,
+    where: Q | None = None,
+    pk: Any = None,
+    permission: Permission | None = None,
+    sender: FrameSender | None = None,
+) -> Subscription:
+    """Check the subscriber's permission and register its subscription with the hub.
+
+    With a ``sender`` (the operation's way out, from the transport) the subscription is
+    shared: the hub runs its document once per event for every subscriber with the same
+    document, variables and scope, and writes the frames itself.
+    """
     model: type[models.Model] = _definition(type_).model
     registry.register(model)
     label = registry.label_of(model)
@@ -144,14 +175,7 @@ async def listen(
     group = broker.row_group(label, pk) if pk is not None else broker.model_group(label)
     subscription = Subscription(model=label, group=group, checks=checks)
     if permission is not None:
-        rule = permission
-
-        def rescope(user: Any) -> tuple[Hashable, Any] | None:
-            if not rule.has_operation(user):
-                return None
-            visible = rule.filter_queryset(user, base) if rule.tracks_rows() else None
-            return rule.scope(user), visible
-
+        rescope = _rescoper(permission, model)
         subscription.rescope = rescope
         # permission rules may read the database (user.has_perm): off the event loop
         outcome = await sync_to_async(rescope)(user)
@@ -162,29 +186,39 @@ async def listen(
     context = info.context
     connection = context.get("connection") if isinstance(context, dict) else None
     subscription.connection = connection
+    subscription.to_root = _to_change(type_)
+    if sender is not None:
+        subscription.shared = SharedOperation.of(info._raw_info.schema, sender, context)
+        subscription.sender = sender
+        if subscription.scope is None:  # no permission: share only with the same user
+            subscription.scope = ("user", user.pk) if user.is_authenticated else ("anonymous",)
+    await get_hub().subscribe(subscription)
+    return subscription
+
+
+def _rescoper(rule: Permission, model: type[models.Model]) -> Rescope:
+    """How a subscription's scope and visible rows follow its user (identity changes)."""
+
+    def rescope(user: Any) -> tuple[Hashable, Any] | None:
+        if not rule.has_operation(user):
+            return None
+        visible = (rule.filter_queryset(user, model._default_manager.all())
+                   if rule.tracks_rows() else None)
+        return rule.scope(user), visible
+
+    return rescope
+
+
+@functools.cache
+def _to_change(type_: type) -> Callable[[Delivery], Change]:
+    """How a delivery becomes the value of ``type_``'s event field (one per type)."""
 
     def to_change(delivery: Delivery) -> Change:
         event = delivery.event
         return Change(op=delivery.op, id=_global_id(type_, event.pk), cursor=event.cursor,
                       node=delivery.instance, pk=event.pk, changed=event.changed)
 
-    sender = current_sender.get() if _share else None
-    if sender is not None:
-        # The hub runs this document once per event for every subscriber with the same
-        # document, variables and scope, and writes the frames itself.
-        subscription.shared = SharedOperation.of(info._raw_info.schema, sender, context)
-        subscription.sender, subscription.to_root = sender, to_change
-        if subscription.scope is None:  # no permission: share only with the same user
-            subscription.scope = ("user", user.pk) if user.is_authenticated else ("anonymous",)
-    hub = get_hub()
-    await hub.subscribe(subscription)
-    try:
-        while True:
-            # shared frames go straight to the socket's writer; this only wakes for the
-            # unshared path and for the end
-            yield to_change(await subscription.next())
-    finally:
-        hub.unsubscribe(subscription)
+    return to_change
 
 
 def subscription(
@@ -214,6 +248,16 @@ def subscription(
             _share=True,
         ):
             yield change
+
+    async def opener(
+        info: Info, sender: FrameSender, filters: Any = None, id: strawberry.ID | None = None
+    ) -> Subscription:
+        """The same subscription, opened without a generator (the WebSocket transport's
+        own subscribe step for generated fields; see ``gqlsync.transport.subscribe``)."""
+        return await _open(info, type_, filters=filters, pk=_pk_of(type_, id),
+                           permission=permission, sender=sender)
+
+    setattr(resolver, OPENER, opener)
 
     params = [
         inspect.Parameter("info", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Info),

@@ -47,7 +47,7 @@ from gqlsync import broker, execute, registry
 from gqlsync.conf import get_settings
 from gqlsync.events import IDENTITY, Event, Op, pk_key
 from gqlsync.exceptions import SlowConsumerError, SubscriptionEnded
-from gqlsync.matching import KNOWN_FIELDS, RowFilter, TrackedView
+from gqlsync.matching import KNOWN_FIELDS, Members, RowFilter, TrackedView
 
 logger = logging.getLogger("gqlsync.hub")
 
@@ -90,9 +90,14 @@ class Rescope(Protocol):
         """(scope, visible queryset or None) for ``user``, or None if they may not subscribe."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Subscription:
-    """One local subscriber's interest in a group, with its own bounded queue."""
+    """One local subscriber's interest in a group.
+
+    Unshared subscriptions (``listen()`` in your own resolvers) read their deliveries with
+    :meth:`next`; shared ones (generated fields) have their frames written by the hub
+    through ``sender``. Either way at most ``limit`` items wait unsent.
+    """
 
     model: str
     group: str
@@ -106,20 +111,21 @@ class Subscription:
     connection: Connection | None = None
     rescope: Rescope | None = None
     view: TrackedView | None = None
-    #: set for shared execution: what the subscriber runs, how to reach its socket, and
-    #: how a delivery becomes the subscription field's value
+    #: set for shared execution: what the subscriber runs and how to reach its socket
     shared: execute.SharedOperation | None = None
     sender: execute.FrameSender | None = None
+    #: how a delivery becomes the subscription field's value
     to_root: Callable[[Delivery], Any] | None = None
-    #: bounded by SUBSCRIPTION_QUEUE_SIZE; a deque and one waiter, not an asyncio.Queue
-    #: (whose three deques and event cost kilobytes per idle subscription)
-    queue: collections.deque[Delivery | BaseException] = field(
-        default_factory=collections.deque
-    )
+    #: called instead of queuing the error when the subscription ends (the transport's
+    #: own subscribe step uses it to send the error and ``complete``)
+    on_end: Callable[[BaseException], None] | None = None
     ended: bool = False
     limit: int = field(default_factory=lambda: get_settings()["SUBSCRIPTION_QUEUE_SIZE"])
     #: shared frames queued on the socket and not written yet
     pending: int = 0
+    #: bounded by ``limit``; a deque and one waiter, not an asyncio.Queue (whose three
+    #: deques and event cost kilobytes per idle subscription); made on first use
+    queue: collections.deque[Delivery | BaseException] | None = None
     _waiter: asyncio.Future[None] | None = None
     _execution_key: Hashable = None
 
@@ -139,7 +145,8 @@ class Subscription:
         ends with :class:`SlowConsumerError`; the others on the socket go on."""
         if self.ended:
             return
-        if len(self.queue) + self.pending >= self.limit:
+        queued = len(self.queue) if self.queue is not None else 0
+        if queued + self.pending >= self.limit:
             self.end(SlowConsumerError(
                 "This subscription fell too far behind and was ended; subscribe again."
             ))
@@ -149,6 +156,8 @@ class Subscription:
             self.pending += 1
             self.sender.enqueue(delivery, self._sent)
             return
+        if self.queue is None:
+            self.queue = collections.deque()
         self.queue.append(delivery)
         self._wake()
 
@@ -161,12 +170,15 @@ class Subscription:
             waiter.set_result(None)
 
     def end(self, error: BaseException) -> None:
-        """End the subscription: its reader gets ``error`` next, ahead of anything queued."""
+        """End the subscription: its reader gets ``error`` next, ahead of anything queued
+        (or ``on_end`` is called with it)."""
         if self.ended:
             return
         self.ended = True
-        self.queue.clear()
-        self.queue.append(error)
+        if self.on_end is not None:
+            self.on_end(error)
+            return
+        self.queue = collections.deque([error])
         self._wake()
 
     async def next(self) -> Delivery:
@@ -364,8 +376,8 @@ class Hub:
     def __init__(self) -> None:
         self.layer = broker.get_layer()
         self.channel: str | None = None
-        #: group -> subscriptions receiving that group's changes
-        self.groups: dict[str, set[Subscription]] = {}
+        #: group -> subscriptions receiving that group's changes, indexed by filter value
+        self.groups: dict[str, Members[Subscription]] = {}
         #: group -> subscriptions whose views depend on that group's model
         self.watchers: dict[str, set[Subscription]] = {}
         #: user pk -> this process's connections of that user
@@ -430,7 +442,7 @@ class Hub:
             subscription.view = await self.views.acquire(subscription.view_queryset)
         async with self._lock:
             await self._join(subscription.group)
-            self.groups.setdefault(subscription.group, set()).add(subscription)
+            self.groups.setdefault(subscription.group, Members()).add(subscription)
             for group in subscription.depends_on:
                 await self._join(group)
                 self.watchers.setdefault(group, set()).add(subscription)
@@ -438,7 +450,9 @@ class Hub:
     def unsubscribe(self, subscription: Subscription) -> None:
         """Forget a subscription now; leave its groups in the background if unused."""
         subscription.ended = True
-        self.groups.get(subscription.group, set()).discard(subscription)
+        members = self.groups.get(subscription.group)
+        if members is not None:
+            members.discard(subscription)
         for group in subscription.depends_on:
             self.watchers.get(group, set()).discard(subscription)
         self.views.release(subscription.view)
@@ -519,7 +533,7 @@ class Hub:
         if group == self._identity_group:
             await self._identity(Event.from_message(message))
             return
-        members = list(self.groups.get(group, ()))
+        members = self.groups.get(group)
         watchers = list(self.watchers.get(group, ()))
         if not members and not watchers:
             return
@@ -531,15 +545,11 @@ class Hub:
             await self._refresh({s.view.key: s.view for s in watchers if s.view is not None},
                                 watchers)
 
-    async def _changes(self, event: Event, members: list[Subscription]) -> None:
-        checks: dict[Hashable, RowFilter] = {}
-        views: dict[Hashable, TrackedView] = {}
-        for sub in members:
-            for check in sub.checks:
-                checks.setdefault(check.key, check)
-            if sub.view is not None:
-                views.setdefault(sub.view.key, sub.view)
-        answers = await sync_to_async(_evaluate)(event, checks, views)
+    async def _changes(self, event: Event, members: Members[Subscription]) -> None:
+        # every distinct condition is asked once (views must follow every change), but
+        # only the subscriptions the row's values can reach are visited
+        answers = await sync_to_async(_evaluate)(
+            event, members.distinct_checks(), members.distinct_views())
         if answers.instance is None:
             self.stats["stale"] += 1
             return
@@ -547,7 +557,7 @@ class Hub:
         await self._send([
             (sub, plain if not sub.checks and sub.view is None
              else self._delivery_for(sub, event, answers))
-            for sub in members
+            for sub in members.candidates(answers.instance, answers.previous)
         ])
 
     async def _send(self, pairs: Sequence[tuple[Subscription, Delivery | None]]) -> None:
@@ -558,7 +568,7 @@ class Hub:
             if delivery is None:
                 continue
             delivered += 1
-            if sub.sender is None or sub.to_root is None:
+            if sub.sender is None:
                 sub.deliver(delivery)
                 continue
             key = (sub.execution_key(), delivery.op, id(delivery.instance))
@@ -660,7 +670,12 @@ class Hub:
                        if s.view is old_view]
             await self._refresh({old_view.key: old_view}, sharing)
             return
+        members = self.groups.get(sub.group)
+        if members is not None:
+            members.discard(sub)  # it is counted under its view
         sub.view, sub.view_queryset = new_view, queryset
+        if members is not None:
+            members.add(sub)
         self.views.release(old_view)
         if old_view is not None and new_view is not None:
             await self._announce([sub], new_view.pks - old_view.pks,

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
 from django.db import models
@@ -314,3 +314,170 @@ class TrackedView:
         old = self.pks
         self.load()
         return self.pks - old, old - self.pks
+
+
+S = TypeVar("S", bound="Interested")
+
+
+class Interested(Protocol):
+    """What :class:`Members` reads of a subscription."""
+
+    checks: Sequence[RowFilter]
+    view: TrackedView | None
+
+
+_Dimension = tuple[tuple[str, ...], str]  # (foreign-key hops, attname)
+_UNKNOWN = object()
+
+
+def _value_at(instance: models.Model, dimension: _Dimension) -> Any:
+    """The row's value of ``dimension`` (following loaded foreign keys), or ``_UNKNOWN``
+    when it cannot be read without the database or did not travel with a delete."""
+    hops, attname = dimension
+    current: Any = instance
+    for hop in hops:
+        fk: Any = current._meta.get_field(hop)
+        known = current.__dict__.get(KNOWN_FIELDS)
+        if known is not None and fk.attname not in known:
+            return _UNKNOWN
+        if not fk.is_cached(current):
+            return _UNKNOWN
+        current = getattr(current, hop)
+        if current is None:
+            return None  # no related row: matches only an equality with None
+    known = current.__dict__.get(KNOWN_FIELDS)
+    if known is not None and attname not in known:
+        return _UNKNOWN
+    return getattr(current, attname)
+
+
+def _values_at(rows: Sequence[models.Model | None], dimension: _Dimension) -> set[Any] | None:
+    """The rows' values of ``dimension``; None if any is unknown or unhashable."""
+    values: set[Any] = set()
+    for row in rows:
+        if row is None:
+            continue
+        value = _value_at(row, dimension)
+        if value is _UNKNOWN:
+            return None
+        try:
+            values.add(value)
+        except TypeError:
+            return None
+    return values
+
+
+class Members(Generic[S]):
+    """One group's subscriptions, indexed so that an event touches only those it can
+    reach, with their distinct conditions kept up to date.
+
+    A subscription with an exact-match filter (``author.email = x``, ``room_id = 3``) is
+    filed under that value; the others are always candidates. For a row, the candidates
+    are the unfiled subscriptions plus those filed under the row's values (and, when a
+    change took the row out of a view, under its previous values): a change to one
+    room's message touches that room's subscribers, not every subscriber of the model.
+    The distinct filters and views are counted as subscriptions come and go, so an event
+    asks each once without walking the subscribers.
+    """
+
+    __slots__ = ("all", "checks", "index", "rest", "views")
+
+    def __init__(self) -> None:
+        self.all: set[S] = set()
+        self.rest: set[S] = set()
+        self.index: dict[_Dimension, dict[Any, set[S]]] = {}
+        self.checks: dict[Hashable, list[Any]] = {}  # key -> [RowFilter, count]
+        self.views: dict[Hashable, list[Any]] = {}  # key -> [TrackedView, count]
+
+    def __bool__(self) -> bool:
+        return bool(self.all)
+
+    def __len__(self) -> int:
+        return len(self.all)
+
+    def __iter__(self) -> Iterator[S]:
+        return iter(self.all)
+
+    @staticmethod
+    def _filed(sub: S) -> tuple[_Dimension, Any] | None:
+        for check in sub.checks:
+            if check.equality is not None:
+                hops, attname, value = check.equality
+                try:
+                    hash(value)
+                except TypeError:
+                    continue
+                return (hops, attname), value
+        return None
+
+    def add(self, sub: S) -> None:
+        if sub in self.all:
+            return
+        self.all.add(sub)
+        # equal filters share one instance (and its queryset) within the group
+        sub.checks = tuple(self.checks[c.key][0] if c.key in self.checks else c
+                           for c in sub.checks)
+        filed = self._filed(sub)
+        if filed is None:
+            self.rest.add(sub)
+        else:
+            dimension, value = filed
+            self.index.setdefault(dimension, {}).setdefault(value, set()).add(sub)
+        for check in sub.checks:
+            self._count(self.checks, check.key, check, 1)
+        if sub.view is not None:
+            self._count(self.views, sub.view.key, sub.view, 1)
+
+    def discard(self, sub: S) -> None:
+        if sub not in self.all:
+            return
+        self.all.discard(sub)
+        filed = self._filed(sub)
+        if filed is None:
+            self.rest.discard(sub)
+        else:
+            dimension, value = filed
+            by_value = self.index[dimension]
+            by_value[value].discard(sub)
+            if not by_value[value]:
+                del by_value[value]
+                if not by_value:
+                    del self.index[dimension]
+        for check in sub.checks:
+            self._count(self.checks, check.key, check, -1)
+        if sub.view is not None:
+            self._count(self.views, sub.view.key, sub.view, -1)
+
+    @staticmethod
+    def _count(counts: dict[Hashable, list[Any]], key: Hashable, item: Any, step: int) -> None:
+        entry = counts.get(key)
+        if entry is None:
+            counts[key] = [item, step]
+            return
+        entry[1] += step
+        if entry[1] <= 0:
+            del counts[key]
+
+    def distinct_checks(self) -> dict[Hashable, RowFilter]:
+        return {key: entry[0] for key, entry in self.checks.items()}
+
+    def distinct_views(self) -> dict[Hashable, TrackedView]:
+        return {key: entry[0] for key, entry in self.views.items()}
+
+    def candidates(self, *rows: models.Model | None) -> list[S]:
+        """The subscriptions a change to these states of one row can reach."""
+        if not self.index:
+            return list(self.all)
+        found: list[S] = list(self.rest)
+        for dimension, by_value in self.index.items():
+            values = _values_at(rows, dimension)
+            if values is None:
+                found.extend(sub for subs in by_value.values() for sub in subs)
+                continue
+            seen: set[S] = set()
+            for value in values:
+                subs = by_value.get(value)
+                if subs:
+                    seen.update(subs)
+            found.extend(seen)
+        return found

@@ -124,3 +124,42 @@ def test_equality_conditions_are_answered_from_the_loaded_row_like_the_database(
             assert answer is condition.matches_row(book.pk)
         else:
             assert answer is None
+
+
+class _Sub:
+    """What the index reads of a subscription."""
+
+    def __init__(self, *checks: RowFilter) -> None:
+        self.checks = checks
+        self.view = None
+
+
+def test_the_index_visits_only_the_subscriptions_a_rows_values_can_reach(lee: Author) -> None:
+    from gqlsync.matching import Members
+
+    janet = Author.objects.create(name="Janet Evanovich", email="janet@evanovich.com")
+    base = Book.objects.all()
+    members: Members[_Sub] = Members()
+    for_lee = [_Sub(RowFilter.where(base, Q(author__email="lee@child.com"))) for _ in range(3)]
+    for_janet = _Sub(RowFilter.where(base, Q(author__email="janet@evanovich.com")))
+    by_title = _Sub(RowFilter.where(base, Q(title__icontains="floor")))  # not an equality
+    everything = _Sub()
+    for sub in [*for_lee, for_janet, by_title, everything]:
+        members.add(sub)
+    # equal filters share one instance, counted once among the distinct conditions
+    assert len({id(sub.checks[0]) for sub in for_lee}) == 1
+    assert len(members.distinct_checks()) == 3
+
+    book = Book.objects.select_related("author").get(
+        pk=Book.objects.create(title="Killing Floor", author=lee).pk)
+    assert set(members.candidates(book)) == {*for_lee, by_title, everything}
+    # the row before a change (it left someone's view): both values' subscribers
+    before = Book(id=book.pk, title="Killing Floor", author=janet)
+    assert set(members.candidates(book, before)) == {*for_lee, for_janet, by_title, everything}
+    # a row whose author was not loaded cannot be read without SQL: everyone is a candidate
+    unjoined = Book.objects.get(pk=book.pk)
+    assert set(members.candidates(unjoined)) == set(members.all)
+
+    members.discard(for_janet)
+    assert set(members.candidates(book, before)) == {*for_lee, by_title, everything}
+    assert len(members.distinct_checks()) == 2

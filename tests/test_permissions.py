@@ -163,6 +163,40 @@ async def test_a_granted_permission_opens_the_rows_and_a_revoked_one_ends_the_st
     await bob.communicator.disconnect()
 
 
+async def test_a_filtered_subscriber_hears_a_row_leave_its_view() -> None:
+    """The hub files this subscription under room "general": a message moved to a room
+    bob cannot see is found through its previous room, and arrives as DELETED."""
+    from django.db.models import Q
+
+    from gqlsync import broker
+    from gqlsync.events import Op
+    from gqlsync.hub import Subscription, get_hub
+    from gqlsync.matching import RowFilter
+
+    bob_user = await user("bob")
+    base = Message.objects.all()
+    hub = get_hub()
+    sub = Subscription("chat.message", broker.model_group("chat.message"),
+                       checks=[RowFilter.where(base, Q(room__name="general"))],
+                       view_queryset=base.filter(room__members=bob_user))
+    await hub.subscribe(sub)
+    assert hub.groups[sub.group].index  # filed by value, not scanned
+    general = await Room.objects.aget(name="general")
+    secret = await Room.objects.aget(name="secret")
+    message = await Message.objects.acreate(room=general, author=await user("alice"),
+                                            text="draft")
+    created = await asyncio.wait_for(sub.next(), 2)
+    assert (created.op, created.instance.text) == (Op.CREATED, "draft")
+    message.room = secret
+    await sync_to_async(message.save)()
+    removed = await asyncio.wait_for(sub.next(), 2)
+    assert (removed.op, removed.instance.room_id) == (Op.DELETED, general.pk)
+    await Message.objects.acreate(room=secret, author=await user("alice"), text="unseen")
+    await settle()
+    assert not sub.queue
+    await hub.close()
+
+
 async def test_a_group_grant_rescopes_open_subscriptions() -> None:
     from django.contrib.auth.models import Group
 
@@ -175,7 +209,10 @@ async def test_a_group_grant_rescopes_open_subscriptions() -> None:
     sub = await bob.subscribe(BOOKS)
     await sync_to_async(readers.permissions.remove)(view_book)
     ended = await sub.message(timeout=2)
-    assert "withdrawn" in str(ended["payload"])
+    assert ended["type"] == "next"
+    assert ended["payload"]["data"] is None
+    assert "withdrawn" in str(ended["payload"]["errors"])
+    assert (await sub.message(timeout=2))["type"] == "complete"
     await bob.communicator.disconnect()
 
 

@@ -90,3 +90,77 @@ async def test_users_are_not_shared_without_a_permission_scope(application: Any)
     for client in (alice, bob):
         await client.communicator.disconnect()
 
+
+
+async def test_generated_subscriptions_hold_no_task_per_operation(application: Any) -> None:
+    """An idle generated subscription is a registration with the hub, not a running
+    task: a socket with 50 of them adds no task per subscription, and all 50 deliver."""
+    import asyncio
+
+    async with GraphQLWSClient(application) as client:
+        first = await client.subscribe("subscription { bookChanged { op } }")
+        await settle()
+        tasks = len(asyncio.all_tasks())
+        subs = [first] + [await client.subscribe("subscription { bookChanged { op } }",
+                                                 settle=0) for _ in range(49)]
+        for _ in range(300):  # the socket's messages are handled one after another
+            if get_hub().subscription_count() == 50:
+                break
+            await asyncio.sleep(0.01)
+        assert get_hub().subscription_count() == 50
+        assert len(asyncio.all_tasks()) <= tasks
+        author = await Author.objects.aget(email="lee@child.com")
+        await Book.objects.acreate(title="Fifty", author=author)
+        for sub in subs:
+            assert (await sub.next())["data"]["bookChanged"] == {"op": "CREATED"}
+
+
+async def test_complete_ends_a_generated_subscription_and_frees_its_id(
+    application: Any
+) -> None:
+    async with GraphQLWSClient(application) as client:
+        sub = await client.subscribe("subscription { bookChanged { op } }")
+        await settle()
+        assert get_hub().subscription_count() == 1
+        await sub.complete()
+        await settle()
+        assert get_hub().subscription_count() == 0
+        author = await Author.objects.aget(email="lee@child.com")
+        await Book.objects.acreate(title="After complete", author=author)
+        await sub.nothing()
+        # the id may be used again, and the new operation gets the events
+        await client.send({"id": sub.id, "type": "subscribe",
+                           "payload": {"query": "subscription { bookChanged { op } }"}})
+        await settle()
+        await Book.objects.acreate(title="Again", author=author)
+        assert (await sub.next())["data"]["bookChanged"] == {"op": "CREATED"}
+
+
+async def test_a_duplicate_id_closes_with_4409_on_the_direct_path(application: Any) -> None:
+    from gqlsync.testing import ClosedError
+    from gqlsync.transport.websocket import CLOSE_SUBSCRIBER_EXISTS
+
+    client = GraphQLWSClient(application)
+    await client.connect()
+    sub = await client.subscribe("subscription { bookChanged { op } }")
+    await client.send({"id": sub.id, "type": "subscribe",
+                       "payload": {"query": "subscription { bookChanged { op } }"}})
+    with pytest.raises(ClosedError) as closed:
+        await client.receive()
+    assert closed.value.code == CLOSE_SUBSCRIBER_EXISTS
+    await client.communicator.disconnect()  # what the client's side of the close does
+    await settle()
+    assert get_hub().subscription_count() == 0
+
+
+async def test_bad_arguments_get_strawberrys_errors(application: Any) -> None:
+    """Anything not clean (wrong variable types, bad ids) takes Strawberry's own path."""
+    async with GraphQLWSClient(application) as client:
+        wrong_type = await client.subscribe(BY_EMAIL, {"email": 42})
+        message = await wrong_type.message()
+        assert message["type"] == "error"
+        assert "email" in str(message["payload"])
+        missing = await client.subscribe(BY_EMAIL, {})
+        assert (await missing.message())["type"] == "error"
+        await settle()
+        assert get_hub().subscription_count() == 0

@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import logging
 from collections.abc import Callable
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AnonymousUser
+from graphql import GraphQLError
 from strawberry.channels import GraphQLWSConsumer
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
@@ -36,8 +38,11 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from gqlsync import auth
 from gqlsync.conf import get_settings
-from gqlsync.hub import current_sender, get_hub
+from gqlsync.hub import Subscription, current_sender, get_hub
+from gqlsync.transport import subscribe
 from gqlsync.transport.http import _headers, session_user_allowed
+
+logger = logging.getLogger("gqlsync.transport")
 
 #: Close codes of graphql-transport-ws, by name (sent by Strawberry's handler and the hub).
 CLOSE_BAD_REQUEST = 4400
@@ -136,8 +141,102 @@ class _Sender:
         self._writer.enqueue(frame, self.done, sent)
 
 
+class _DirectOperation:
+    """A generated subscription opened by the handler itself (``transport.subscribe``):
+    no task, no generator; the hub writes its frames. It sits in the handler's
+    ``operations`` like Strawberry's own, so duplicate ids (4409), the per-connection
+    limit, ``complete`` and the connection's end treat both alike."""
+
+    __slots__ = ("completed", "handler", "id", "subscription", "task")
+
+    def __init__(self, handler: _TransportWSProtocol, id: str) -> None:
+        self.handler = handler
+        self.id = id
+        self.completed = False
+        self.subscription: Subscription | None = None
+        self.task: asyncio.Task[None] | None = None  # read by Strawberry's shutdown()
+
+    def forget(self) -> None:
+        """The client completed it, or the connection ended: unsubscribe quietly."""
+        self.completed = True
+        operations = self.handler.all_operations()
+        if operations.get(self.id) is self:
+            del operations[self.id]
+        if self.subscription is not None:
+            get_hub().unsubscribe(self.subscription)
+
+    def ended(self, error: BaseException) -> None:
+        """The server ended it (slow consumer, permission withdrawn, shutdown): the same
+        frames Strawberry sends when a subscription's stream raises, ``next`` with the
+        error and then ``complete``, behind what is already queued for the socket."""
+        if self.completed:
+            return
+        self.forget()
+        logger.info("gqlsync: subscription %s ended: %s", self.id, error)
+        consumer = cast(Any, self.handler.websocket).ws_consumer
+        writer = _writer(consumer)
+        error_payload = {"data": None, "errors": [GraphQLError(str(error)).formatted]}
+        for message in ({"id": self.id, "type": "next", "payload": error_payload},
+                        {"id": self.id, "type": "complete"}):
+            writer.enqueue(json.dumps(message), _never, _nothing)
+
+
+def _never() -> bool:
+    return False
+
+
+def _nothing() -> None:
+    return None
+
+
 class _TransportWSProtocol(BaseGraphQLTransportWSHandler):  # type: ignore[misc]
-    """Strawberry's graphql-transport-ws handler, offering each operation a sender."""
+    """Strawberry's graphql-transport-ws handler, offering each operation a sender, and
+    opening generated subscriptions itself (no task or generators per subscription)."""
+
+    async def handle_subscribe(self, message: Any) -> None:
+        payload = message.get("payload")
+        limit = self.max_subscriptions_per_connection
+        if (not self.connection_acknowledged or not isinstance(payload, dict)
+                or not isinstance(message.get("id"), str) or message["id"] in self.operations
+                or (limit is not None and len(self.operations) >= limit)):
+            await super().handle_subscribe(message)  # its close codes and errors
+            return
+        opening = await subscribe.prepare(
+            self.schema, payload.get("query"), payload.get("variables"),
+            payload.get("operationName"), self.context, self.root_value,
+        )
+        if opening is None:
+            await super().handle_subscribe(message)
+            return
+        operation = _DirectOperation(self, message["id"])
+        sender = _Sender(cast(Any, self.websocket).ws_consumer, operation.id, "next",
+                         payload["query"], payload.get("variables"),
+                         payload.get("operationName"), lambda: operation.completed)
+        operations = self.all_operations()
+        operations[operation.id] = operation
+        try:
+            subscription = await opening.opener(opening.info, sender, **opening.arguments)
+        except Exception:  # refused (permissions...): Strawberry answers
+            if operations.get(operation.id) is operation:
+                del operations[operation.id]
+            if not operation.completed:
+                await super().handle_subscribe(message)
+            return
+        operation.subscription = subscription
+        subscription.on_end = operation.ended
+        if operation.completed:  # the connection closed while it was opening
+            get_hub().unsubscribe(subscription)
+
+    def all_operations(self) -> dict[str, Any]:
+        """Strawberry's operations and ours, by id."""
+        return cast(dict[str, Any], self.operations)
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        operation = self.all_operations().get(operation_id)
+        if isinstance(operation, _DirectOperation):
+            operation.forget()
+            return
+        await super().cleanup_operation(operation_id)
 
     async def run_operation(self, operation: TransportWSOperation[Any, Any]) -> None:
         consumer = cast(Any, self.websocket).ws_consumer
