@@ -36,7 +36,7 @@ from gqlsync.conf import get_settings
 from gqlsync.graphiql import StaticAssets
 from gqlsync.hub import get_hub
 from gqlsync.transport.http import GraphQLHTTPHandler
-from gqlsync.transport.websocket import GraphQLWSHandler
+from gqlsync.transport.websocket import GraphQLWSHandler, with_raw_send
 
 
 class HubStats:
@@ -98,5 +98,6 @@ def application(
     )
     return ProtocolTypeRouter({
         "http": AuthMiddlewareStack(URLRouter(http_routes)),
-        "websocket": AuthMiddlewareStack(URLRouter([re_path(endpoint, ws_consumer)])),
+        "websocket": with_raw_send(
+            AuthMiddlewareStack(URLRouter([re_path(endpoint, ws_consumer)]))),
     })

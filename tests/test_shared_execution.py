@@ -164,3 +164,53 @@ async def test_bad_arguments_get_strawberrys_errors(application: Any) -> None:
         assert (await missing.message())["type"] == "error"
         await settle()
         assert get_hub().subscription_count() == 0
+
+
+class _Watching:
+    """A schema extension with its own operation hook: it must see every operation."""
+
+    seen: list[str] = []
+
+
+def _watching_extension() -> Any:
+    from strawberry.extensions import SchemaExtension
+
+    class Watching(SchemaExtension):
+        def on_operation(self) -> Any:
+            _Watching.seen.append(self.execution_context.query or "")
+            yield
+
+    return Watching
+
+
+async def test_a_schema_with_its_own_extension_keeps_strawberrys_path() -> None:
+    """gqlsync opens generated subscriptions itself only when every schema extension is
+    known to be inert; an extension with its own hooks sees the operation run, and the
+    subscription still shares execution through the hub."""
+    import strawberry
+
+    import gqlsync
+    import gqlsync.asgi
+    from schema_examples.bookstore.types import BookType
+
+    @strawberry.type
+    class Query:
+        ok: bool = True
+
+    @strawberry.type
+    class Subscription:
+        book_changed = gqlsync.subscription(BookType)
+
+    schema = strawberry.Schema(query=Query, subscription=Subscription,
+                               extensions=[_watching_extension()])
+    app = gqlsync.asgi.application(schema)
+    _Watching.seen.clear()
+    async with GraphQLWSClient(app) as client:
+        sub = await client.subscribe("subscription { bookChanged { op } }")
+        await settle()
+        assert _Watching.seen == ["subscription { bookChanged { op } }"]
+        before = get_hub().stats["executions"]
+        author = await Author.objects.aget(email="lee@child.com")
+        await Book.objects.acreate(title="Watched", author=author)
+        assert (await sub.next())["data"]["bookChanged"] == {"op": "CREATED"}
+        assert get_hub().stats["executions"] - before == 1

@@ -295,3 +295,56 @@ async def test_graphiql_is_served_with_bundled_assets(application: Any) -> None:
         await comm.send_input({"type": "http.request", "body": b""})
         assert (await comm.receive_output(5))["status"] == 200
         assert len((await comm.receive_output(5))["body"]) > 10_000
+
+
+async def test_frames_wait_in_order_behind_a_full_socket_and_no_task_stays() -> None:
+    """Frames are written at once while the socket keeps up; when a write has to wait
+    (the client's buffer is full) the rest queue behind it, in order, and once drained
+    the socket holds no task. A completed operation's queued frames are dropped."""
+    import asyncio
+
+    from gqlsync.transport.websocket import _Writer
+
+    full = asyncio.Event()
+    full.set()
+    drained = asyncio.Event()
+    written: list[str] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if not full.is_set():
+            await drained.wait()
+        written.append(message["text"])
+
+    writer = _Writer(send)
+    unsent = []
+
+    def frame(text: str, done: bool = False) -> None:
+        unsent.append(text)
+        writer.enqueue(text, lambda: done, lambda: unsent.remove(text))
+
+    frame("1")
+    assert written == ["1"]
+    assert writer._task is None  # written from the caller's own loop
+    full.clear()
+    frame("2")
+    frame("3")
+    frame("cancelled", done=True)
+    frame("4")
+    await asyncio.sleep(0.01)
+    assert written == ["1"]
+    assert unsent == ["2", "3", "cancelled", "4"]
+    drained.set()
+    full.set()
+    await asyncio.sleep(0.01)
+    assert written == ["1", "2", "3", "4"]
+    assert unsent == []
+    assert writer._task is None
+
+    full.clear()
+    drained.clear()
+    frame("5")
+    frame("6")
+    writer.close()  # the socket went away: what waits is dropped, nothing leaks
+    await asyncio.sleep(0.01)
+    assert unsent == []
+    assert written == ["1", "2", "3", "4"]

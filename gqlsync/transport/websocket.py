@@ -19,7 +19,7 @@ import asyncio
 import collections
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
@@ -70,52 +70,122 @@ def _session_user(session_key: str) -> Any:
     return get_user(_Request())  # type: ignore[arg-type]
 
 
+#: scope key of the server's own ASGI ``send`` (see :func:`with_raw_send`)
+RAW_SEND = "gqlsync.send"
+
+
+def with_raw_send(app: Any) -> Any:
+    """Keep the server's ``send`` in the scope, for event frames.
+
+    Channels' session middleware wraps ``send`` to save sessions on HTTP responses; on a
+    WebSocket it only inspects the session on every message. Event frames are most of
+    what a busy socket sends, so the writer sends them with the server's own ``send``;
+    the handshake, acks and closes still go through the middleware.
+    """
+
+    async def raw_send_app(scope: Any, receive: Any, send: Any) -> Any:
+        return await app({**scope, RAW_SEND: send}, receive, send)
+
+    return raw_send_app
+
+
 class _Writer:
-    """A socket's outbound queue: frames of its shared subscriptions, written in order by
-    one task per socket. A slow socket only ever delays itself."""
+    """A socket's outbound queue for the frames of its shared subscriptions.
 
-    __slots__ = ("_consumer", "_frames", "_task", "_waiter")
+    A frame is written at once, from the hub's own loop, when nothing is queued ahead of
+    it: the server's ``send`` completes without waiting unless the socket's buffer is
+    full. Only then does a task take over, finish that write when the socket drains and
+    write what queued behind it, in order, then end. So an idle socket holds no task,
+    a fast one costs no task switch per frame, and a slow one only ever delays itself.
+    """
 
-    def __init__(self, consumer: Any) -> None:
-        self._consumer = consumer
+    __slots__ = ("_closed", "_frames", "_inflight", "_send", "_task")
+
+    def __init__(self, send: Callable[[dict[str, Any]], Awaitable[Any]]) -> None:
+        self._send = send
         self._frames: collections.deque[tuple[str, Callable[[], bool], Callable[[], None]]] = (
             collections.deque())
-        self._waiter: asyncio.Future[None] | None = None
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task: asyncio.Task[None] | None = None
+        #: the write that had to wait: its coroutine, and what to call once it is done
+        self._inflight: tuple[Any, Callable[[], None]] | None = None
+        self._closed = False
 
     def enqueue(self, frame: str, done: Callable[[], bool], sent: Callable[[], None]) -> None:
-        self._frames.append((frame, done, sent))
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        if self._closed:
+            sent()
+            return
+        if self._task is not None:
+            self._frames.append((frame, done, sent))
+            return
+        if done():
+            sent()
+            return
+        coroutine: Any = self._send({"type": "websocket.send", "text": frame})
         try:
-            while True:
-                while self._frames:
-                    frame, done, sent = self._frames.popleft()
-                    try:
-                        if not done():
-                            await self._consumer.send(text_data=frame)
-                    finally:
-                        sent()
-                self._waiter = loop.create_future()
-                await self._waiter
-                self._waiter = None
-        finally:  # cancelled at disconnect, or the socket failed: drop what is left
-            for _, _, sent in self._frames:
-                sent()
-            self._frames.clear()
+            waiting = coroutine.send(None)
+        except StopIteration:
+            sent()
+            return
+        except Exception:  # the socket is gone: the handler's disconnect cleans up
+            logger.debug("gqlsync: a frame could not be written", exc_info=True)
+            self._closed = True
+            sent()
+            return
+        self._inflight = (coroutine, sent)
+        self._task = asyncio.get_running_loop().create_task(self._finish(waiting))
+
+    async def _finish(self, waiting: Any) -> None:
+        """Drive the write that had to wait (as a task would), then write the queue."""
+        try:
+            while self._inflight is not None:
+                if waiting is None:  # a bare yield
+                    await asyncio.sleep(0)
+                else:  # a future: resume once it is done; the write reads its outcome
+                    waiting._asyncio_future_blocking = False
+                    await asyncio.wait([waiting])
+                try:
+                    waiting = self._inflight[0].send(None)
+                except StopIteration:
+                    self._end_inflight()
+            while self._frames:
+                frame, done, frame_sent = self._frames.popleft()
+                try:
+                    if not done():
+                        await self._send({"type": "websocket.send", "text": frame})
+                finally:
+                    frame_sent()
+        except Exception:
+            logger.debug("gqlsync: a frame could not be written", exc_info=True)
+            self._closed = True
+        finally:  # done, failed or cancelled: nothing stays queued without a task
+            self._task = None
+            self._drop()
+
+    def _end_inflight(self) -> None:
+        if self._inflight is not None:
+            coroutine, sent = self._inflight
+            self._inflight = None
+            coroutine.close()
+            sent()
+
+    def _drop(self) -> None:
+        self._end_inflight()
+        for _, _, sent in self._frames:
+            sent()
+        self._frames.clear()
 
     def close(self) -> None:
-        self._task.cancel()
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+        self._drop()
 
 
 def _writer(consumer: Any) -> _Writer:
     writer: _Writer | None = getattr(consumer, "_gqlsync_writer", None)
     if writer is None:
-        writer = _Writer(consumer)
+        send = consumer.scope.get(RAW_SEND) or consumer.base_send
+        writer = _Writer(send)
         consumer._gqlsync_writer = writer
     return writer
 
