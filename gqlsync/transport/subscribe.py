@@ -21,6 +21,7 @@ answers it as it always does (the same close codes, the same error messages).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -99,7 +100,7 @@ async def prepare(
             if execution.operation_type is not OperationType.SUBSCRIPTION:
                 return None
             async with runner.validation():
-                _run_validation(execution)
+                _validate(schema, execution)
     except Exception:  # Strawberry's path will report it properly
         return None
     if execution.pre_execution_errors:
@@ -110,6 +111,28 @@ async def prepare(
         return _opening(schema, document, variables, operation_name, context, root_value)
     except Exception:  # as above
         return None
+
+
+#: (schema, document, rules) that validated cleanly: a thousand clients reconnecting
+#: with the same subscription are validated once (bounded, least recently used first)
+_valid: OrderedDict[tuple[int, str, str, tuple[type, ...]], None] = OrderedDict()
+_VALID_SIZE = 1024
+
+
+def _validate(schema: Any, execution: ExecutionContext) -> None:
+    """Strawberry's validation, remembered when clean. Validation depends only on the
+    schema, the document and the rules; the rules are the schema's extensions' (the
+    limits build theirs once), so an equal key is an equal verdict."""
+    key = (id(schema), execution.query or "", repr(sorted(execution.parse_options.items())),
+           tuple(execution.validation_rules))
+    if key in _valid:
+        _valid.move_to_end(key)
+        return
+    _run_validation(execution)
+    if not execution.pre_execution_errors:
+        _valid[key] = None
+        if len(_valid) > _VALID_SIZE:
+            _valid.popitem(last=False)
 
 
 def _opening(
