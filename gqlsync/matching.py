@@ -31,7 +31,7 @@ from gqlsync.events import pk_key
 
 logger = logging.getLogger("gqlsync.matching")
 
-#: set by the hub on rebuilt rows: the attnames that have real values (see hub._rebuild)
+#: set by the hub on rebuilt rows: the attnames that have real values (see rows.rebuild)
 KNOWN_FIELDS = "_gqlsync_known_fields"
 
 

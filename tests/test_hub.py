@@ -174,8 +174,8 @@ def test_one_query_answers_every_distinct_condition_of_an_event(transactional_db
     from django.test.utils import CaptureQueriesContext
 
     from gqlsync.events import Event, Op
-    from gqlsync.hub import _evaluate
     from gqlsync.matching import TrackedView
+    from gqlsync.rows import evaluate
 
     lee = Author.objects.create(name="Lee Child", email="lee@child.com")
     book = Book.objects.create(title="Killing Floor", author=lee)
@@ -189,7 +189,7 @@ def test_one_query_answers_every_distinct_condition_of_an_event(transactional_db
         view.load()
         views[view.key] = view
     with CaptureQueriesContext(connection) as queries:
-        answers = _evaluate(Event("bookstore.book", book.pk, Op.UPDATED), checks, views)
+        answers = evaluate(Event("bookstore.book", book.pk, Op.UPDATED), checks, views)
     assert len(queries) == 1
     assert answers.instance is not None
     assert answers.instance.author.email == "lee@child.com"  # joined, no extra query

@@ -67,10 +67,10 @@ def test_an_undecidable_filter_never_matches_a_deleted_row(lee: Author) -> None:
 
 def test_a_field_that_did_not_travel_is_undecidable_not_a_default(lee: Author) -> None:
     from gqlsync import registry
-    from gqlsync.hub import _rebuild
+    from gqlsync.rows import rebuild
 
     reg = registry.Registration(Book, "bookstore.book", ("id", "author_id"))
-    rebuilt = _rebuild(reg, {"id": 5, "author_id": lee.pk}, 5)
+    rebuilt = rebuild(reg, {"id": 5, "author_id": lee.pk}, 5)
     for q in (Q(title=""), ~Q(title__contains="secret")):
         with pytest.raises(Undecidable):
             matches_instance(q, rebuilt)
@@ -111,8 +111,8 @@ def test_equal_conditions_share_a_key_and_different_ones_do_not() -> None:
 def test_equality_conditions_are_answered_from_the_loaded_row_like_the_database(
     lee: Author, q: Q, indexed: bool
 ) -> None:
-    from gqlsync.hub import _loader
     from gqlsync.registry import get
+    from gqlsync.rows import _loader
 
     books = [Book.objects.create(title=t, author=lee) for t in ("Killing Floor", "Die Trying")]
     condition = RowFilter.where(Book.objects.all(), q)

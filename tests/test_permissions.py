@@ -257,10 +257,10 @@ async def test_a_rule_that_shows_a_user_nothing_is_an_empty_stream_not_an_error(
 
 def test_a_removal_never_shows_the_new_value_of_a_field_that_did_not_travel() -> None:
     from gqlsync.events import Event, Op
-    from gqlsync.hub import _previous
+    from gqlsync.rows import previous_state
 
     message = Message(id=1, room_id=2, author_id=3, text="new secret text")
     event = Event("chat.message", 1, Op.UPDATED, ("room", "text"), {"room_id": 1})
-    previous = _previous(message, event)
+    previous = previous_state(message, event)
     assert previous.room_id == 1
     assert previous.text is None

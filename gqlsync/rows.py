@@ -1,0 +1,164 @@
+"""Rows: the database work of one event, done once for every subscriber of a process.
+
+The hub calls these in its database thread (one ``sync_to_async`` call per event):
+
+- :func:`evaluate` loads the changed row with its forward foreign keys and, in the same
+  query, asks every *distinct* condition of the local subscriptions (filters and
+  permission views) as an ``EXISTS`` column; exact-match filters are answered from the
+  loaded row in Python. A deleted row is rebuilt from the last state that travelled
+  with its event (:func:`rebuild`), never read back.
+- :func:`diff_rows` loads the rows that entered or left a view when a model the view
+  depends on changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import models
+from django.db.models import Exists, OuterRef
+
+from gqlsync import registry
+from gqlsync.events import Event, Op, pk_key
+from gqlsync.matching import KNOWN_FIELDS, RowFilter, TrackedView
+
+
+def rebuild(reg: registry.Registration, before: dict[str, Any] | None, pk: Any) -> models.Model:
+    """An unsaved instance holding a deleted row's last travelling values.
+
+    Fields that did not travel keep no value the matcher could mistake for the row's:
+    their names are left out of ``KNOWN_FIELDS`` and lookups on them are undecidable.
+    Registered rows that foreign keys pointed to come back from their own snapshot
+    (see :func:`gqlsync.registry.last_state`), cached on the instance.
+    """
+    values: dict[str, Any] = {}
+    before = before or {}
+    related: list[tuple[Any, models.Model]] = []
+    for f in reg.model._meta.concrete_fields:
+        if f.attname in before:
+            raw = before[f.attname]
+            values[f.attname] = None if raw is None else f.to_python(raw)
+        nested = before.get(f.name) if f.is_relation and f.name != f.attname else None
+        target_model = f.related_model
+        if (isinstance(nested, dict) and isinstance(target_model, type)
+                and registry.is_registered(target_model)):
+            target = registry.get(target_model)
+            target_pk = target.model._meta.pk
+            assert target_pk is not None
+            related.append((f, rebuild(target, nested, nested.get(target_pk.attname))))
+    meta_pk = reg.model._meta.pk
+    assert meta_pk is not None
+    values.setdefault(meta_pk.attname, meta_pk.to_python(pk))
+    instance = reg.model(**values)
+    instance._state.adding = False
+    instance.__dict__[KNOWN_FIELDS] = frozenset(values)
+    for fk, target_instance in related:
+        fk.set_cached_value(instance, target_instance)
+    return instance
+
+
+def previous_state(instance: models.Model, event: Event) -> models.Model:
+    """The row as it was before an update: the loaded row with ``before`` laid over it.
+
+    A changed field whose old value did not travel (``register(exclude=...)``) is blanked
+    rather than shown with its new value, which the subscriber may no longer see.
+    """
+    previous = copy.copy(instance)
+    previous._state = copy.copy(instance._state)
+    previous._state.fields_cache = {}
+    before = event.before or {}
+    changed = set(event.changed)
+    for f in instance._meta.concrete_fields:
+        if f.attname in before:
+            raw = before[f.attname]
+            setattr(previous, f.attname, None if raw is None else f.to_python(raw))
+        elif f.name in changed and not f.primary_key:
+            setattr(previous, f.attname, None)
+    return previous
+
+
+@dataclass
+class Answers:
+    instance: models.Model | None
+    previous: models.Model | None
+    checks: dict[Hashable, bool]
+    views: dict[Hashable, tuple[bool, bool]]
+
+
+def evaluate(
+    event: Event, checks: dict[Hashable, RowFilter], views: dict[Hashable, TrackedView]
+) -> Answers:
+    """Load the row, move it through every view, answer every filter."""
+    reg = registry.get(event.model)
+    if event.op is Op.DELETED:
+        transitions = {key: view.transition(event.pk, True) for key, view in views.items()}
+        instance = rebuild(reg, event.before, event.pk)
+        return Answers(instance, instance,
+                        {k: f.matches_deleted(instance) for k, f in checks.items()}, transitions)
+    # One query: the row with its foreign keys, and whether every distinct filter and
+    # every view selects it, so the cost grows with distinct conditions, not subscribers.
+    conditions: dict[str, tuple[str, Hashable]] = {}
+    annotations: dict[str, Any] = {}
+    by_equality = {k: f for k, f in checks.items() if f.equality is not None}
+    for kind, found in (("check", checks), ("view", views)):
+        for key, condition in found.items():
+            if kind == "check" and key in by_equality:
+                continue  # answered from the loaded row below
+            queryset = condition.selects()
+            if queryset is not None:
+                name = f"_gqlsync_{len(annotations)}"
+                annotations[name] = Exists(queryset.filter(pk=OuterRef("pk")))
+                conditions[name] = (kind, key)
+    loaded = _loader(reg).filter(pk=event.pk).annotate(**annotations).first()
+    if loaded is None:
+        # deleted since: leave the views alone, so that its DELETED finds it visible
+        return Answers(None, None, {}, {})
+    holds = {conditions[name]: bool(getattr(loaded, name)) for name in annotations}
+    answers = {k: holds.get(("check", k), False) for k in checks}
+    for key, check in by_equality.items():
+        known = check.matches_loaded(loaded)
+        answers[key] = check.matches_row(event.pk) if known is None else known
+    transitions = {k: view.record(event.pk, holds.get(("view", k), False))
+                   for k, view in views.items()}
+    previous = None
+    if any(before and not after for before, after in transitions.values()):
+        previous = previous_state(loaded, event)
+        answers.update({("previous", k): f.matches_deleted(previous) for k, f in checks.items()})
+    return Answers(loaded, previous, answers, transitions)
+
+
+@functools.cache
+def _forward_relations(model: type[models.Model]) -> tuple[str, ...]:
+    return tuple(f.name for f in model._meta.concrete_fields
+                 if f.is_relation and (f.many_to_one or f.one_to_one))
+
+
+def _loader(reg: registry.Registration) -> Any:
+    """The model's rows with their forward foreign keys joined: nodes usually select them,
+    and the row is loaded once for every subscriber."""
+    return reg.model._default_manager.select_related(*_forward_relations(reg.model))
+
+
+def _load_rows(model: str, pks: set[Any]) -> dict[Any, models.Model]:
+    reg = registry.get(model)
+    return {
+        pk_key(row.pk): row
+        for row in _loader(reg).filter(pk__in=list(pks))
+    }
+
+
+def diff_rows(
+    model: str, added: set[Any], removed: set[Any], checks: dict[Hashable, RowFilter]
+) -> tuple[dict[Any, models.Model], dict[tuple[Hashable, Any], bool]]:
+    """Rows that entered or left a view, and each filter's answer for each of them."""
+    rows = _load_rows(model, added | removed)
+    answers: dict[tuple[Hashable, Any], bool] = {}
+    for key, check in checks.items():
+        for pk, row in rows.items():
+            known = check.matches_loaded(row)  # rows are loaded joined: no query if exact
+            answers[(key, pk)] = check.matches_row(pk) if known is None else known
+    return rows, answers
