@@ -412,11 +412,19 @@ class Hub:
             self.stats["stale"] += 1
             return
         plain = Delivery(event, answers.instance, event.op)
-        await self._send([
-            (sub, plain if not sub.checks and sub.view is None
-             else self._delivery_for(sub, event, answers))
-            for sub in members.candidates(answers.instance, answers.previous)
-        ])
+        # subscriptions with the same conditions get the same answer (and, for shared
+        # execution, the same Delivery object, so they group without comparing rows)
+        decided: dict[tuple[Sequence[RowFilter], TrackedView | None], Delivery | None] = {}
+        pairs: list[tuple[Subscription, Delivery | None]] = []
+        for sub in members.candidates(answers.instance, answers.previous):
+            if not sub.checks and sub.view is None:
+                pairs.append((sub, plain))
+                continue
+            conditions = (sub.checks, sub.view)
+            if conditions not in decided:
+                decided[conditions] = self._delivery_for(sub, event, answers, plain)
+            pairs.append((sub, decided[conditions]))
+        await self._send(pairs)
 
     async def _send(self, pairs: Sequence[tuple[Subscription, Delivery | None]]) -> None:
         """Hand each subscription its delivery; run shared ones once per distinct key."""
@@ -447,18 +455,21 @@ class Hub:
                 sub.deliver(sub.sender.frame(body))
 
     @staticmethod
-    def _delivery_for(sub: Subscription, event: Event, answers: rows.Answers) -> Delivery | None:
+    def _delivery_for(
+        sub: Subscription, event: Event, answers: rows.Answers, plain: Delivery
+    ) -> Delivery | None:
+        """What this subscription sees of the change (``plain``: the change itself)."""
         assert answers.instance is not None
         now = all(answers.checks[c.key] for c in sub.checks)
         if sub.view is None:
-            return Delivery(event, answers.instance, event.op) if now else None
+            return plain if now else None
         before, after = answers.views[sub.view.key]
         if event.op is Op.DELETED:
-            return Delivery(event, answers.instance, Op.DELETED) if before and now else None
+            return plain if before and now else None
         if after:
             if not now:
                 return None
-            return Delivery(event, answers.instance, event.op if before else Op.CREATED)
+            return plain if before else Delivery(event, answers.instance, Op.CREATED)
         if before and answers.previous is not None:
             # the change took the row out of this subscriber's view: from where it stands
             # the row is gone, and the last state it could see is the one before the change
