@@ -16,7 +16,8 @@ from django.contrib.auth import get_user_model
 
 import gqlsync
 import gqlsync.asgi
-from gqlsync.testing import ClosedError, GraphQLWSClient, login_session
+from gqlsync.hub import get_hub
+from gqlsync.testing import ClosedError, GraphQLWSClient, login_session, settle
 from gqlsync.transport.websocket import CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED
 from schema_examples.bookstore.models import Author, Book
 
@@ -348,3 +349,64 @@ async def test_frames_wait_in_order_behind_a_full_socket_and_no_task_stays() -> 
     await asyncio.sleep(0.01)
     assert unsent == []
     assert written == ["1", "2", "3", "4"]
+
+
+async def test_ping_is_answered_with_pong(application: Any) -> None:
+    async with GraphQLWSClient(application) as client:
+        await client.send({"type": "ping"})
+        assert (await client.receive())["type"] == "pong"
+        await client.send({"type": "pong"})  # unsolicited pongs are allowed, and ignored
+        sub = await client.subscribe(BOOK_CHANGED)
+        await settle()
+        await Book.objects.acreate(title="After ping",
+                                   author=await Author.objects.aget(email="lee@child.com"))
+        assert (await sub.next())["data"]["bookChanged"]["op"] == "CREATED"
+
+
+async def test_a_second_connection_init_closes_with_4429(application: Any) -> None:
+    from gqlsync.transport.websocket import CLOSE_TOO_MANY_INITS
+
+    async with GraphQLWSClient(application) as client:
+        await client.send({"type": "connection_init"})
+        with pytest.raises(ClosedError) as closed:
+            await client.receive()
+        assert closed.value.code == CLOSE_TOO_MANY_INITS
+
+
+async def test_no_connection_init_in_time_closes_with_4408(settings: Any) -> None:
+    from gqlsync.transport.websocket import CLOSE_INIT_TIMEOUT
+    from schema_examples.schema import schema
+
+    settings.GQLSYNC = {"CONNECTION_INIT_TIMEOUT": 0.2}
+    client = GraphQLWSClient(gqlsync.asgi.application(schema))
+    await client.communicator.connect()
+    with pytest.raises(ClosedError) as closed:
+        await client.receive(timeout=3)
+    assert closed.value.code == CLOSE_INIT_TIMEOUT
+
+
+async def test_a_binary_frame_closes_with_4400(application: Any) -> None:
+    async with GraphQLWSClient(application) as client:
+        sub = await client.subscribe(BOOK_CHANGED)
+        await settle()
+        assert get_hub().subscription_count() == 1
+        await client.communicator.send_input({"type": "websocket.receive", "bytes": b"{}"})
+        with pytest.raises(ClosedError) as closed:
+            await client.receive()
+        assert closed.value.code == CLOSE_BAD_REQUEST
+        await client.communicator.disconnect()
+        await settle()
+        assert get_hub().subscription_count() == 0
+        del sub
+
+
+async def test_an_unknown_subprotocol_is_closed_with_4406(application: Any) -> None:
+    from gqlsync.testing import _WebSocket
+
+    socket = _WebSocket(application, "/graphql/", subprotocols=["mqtt"], headers=[])
+    connected, _ = await socket.connect()
+    assert connected  # accepted, then closed: Strawberry's way
+    message = await socket.next_output(3)
+    assert message["type"] == "websocket.close"
+    assert message["code"] == 4406
+    await socket.disconnect()
