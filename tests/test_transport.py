@@ -229,7 +229,8 @@ async def test_subscribing_before_connection_init_closes_with_4401(application: 
     assert closed.value.code == CLOSE_UNAUTHORIZED
 
 
-@pytest.mark.parametrize("frame", ["not json", json.dumps({"type": "nonsense"}),
+@pytest.mark.parametrize("frame", ["not json", json.dumps({"type": "nonsense"}), "[1, 2]",
+                                   json.dumps({"type": "subscribe", "id": "1"}),
                                    json.dumps({"id": "1", "type": "subscribe",
                                                "payload": {"query": "subscription {"}})])
 async def test_malformed_frames_close_with_4400(application: Any, frame: str) -> None:

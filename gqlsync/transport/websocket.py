@@ -27,6 +27,8 @@ from django.contrib.auth.models import AnonymousUser
 from graphql import GraphQLError
 from strawberry.channels import GraphQLWSConsumer
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
@@ -103,8 +105,10 @@ class _Writer:
 
     def __init__(self, send: Callable[[dict[str, Any]], Awaitable[Any]]) -> None:
         self._send = send
-        self._frames: collections.deque[tuple[str, Callable[[], bool], Callable[[], None]]] = (
-            collections.deque())
+        #: frames waiting behind a write that had to wait (made then: most sockets never
+        #: need one)
+        self._frames: collections.deque[
+            tuple[str, Callable[[], bool], Callable[[], None]]] | None = None
         self._task: asyncio.Task[None] | None = None
         #: the write that had to wait: its coroutine, and what to call once it is done
         self._inflight: tuple[Any, Callable[[], None]] | None = None
@@ -115,6 +119,8 @@ class _Writer:
             sent()
             return
         if self._task is not None:
+            if self._frames is None:
+                self._frames = collections.deque()
             self._frames.append((frame, done, sent))
             return
         if done():
@@ -170,9 +176,9 @@ class _Writer:
 
     def _drop(self) -> None:
         self._end_inflight()
-        for _, _, sent in self._frames:
+        frames, self._frames = self._frames, None
+        for _, _, sent in frames or ():
             sent()
-        self._frames.clear()
 
     def close(self) -> None:
         self._closed = True
@@ -334,7 +340,14 @@ class _LegacyWSProtocol(BaseGraphQLWSHandler):  # type: ignore[misc]
 
 
 class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
-    """Strawberry's WebSocket consumer with the connection's user in the context."""
+    """Strawberry's WebSocket consumer with the connection's user in the context.
+
+    For ``graphql-transport-ws`` the protocol handler is driven by Channels' own
+    ``receive()``, one message after another as Strawberry's message loop would, instead
+    of a task reading a queue: an idle connection holds no task of its own. Origin
+    checks, the subprotocol and the handler's every rule stay Strawberry's; the legacy
+    ``graphql-ws`` protocol and refused handshakes take Strawberry's path unchanged.
+    """
 
     graphql_transport_ws_handler_class = _TransportWSProtocol
     graphql_ws_handler_class = _LegacyWSProtocol
@@ -343,6 +356,63 @@ class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
     _token: str | None = None
     _session_key: str | None = None
     _followed: Any = None
+    #: the graphql-transport-ws handler this consumer drives, and whether it has ended
+    _protocol: _TransportWSProtocol | None = None
+    _protocol_ended = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # made only for Strawberry's own loop (see connect)
+        self.message_queue = cast(Any, None)
+
+    async def connect(self) -> None:
+        """Strawberry's ``run()`` up to creating the handler (see the class docstring)."""
+        if (self._check_websocket_origin(self) and await self.pick_websocket_subprotocol(self)
+                == GRAPHQL_TRANSPORT_WS_PROTOCOL):
+            root_value = await cast(Any, self).get_root_value(self)
+            response = await self.create_websocket_response(self, GRAPHQL_TRANSPORT_WS_PROTOCOL)
+            websocket = self.websocket_adapter_class(self, self, response)
+            context = await self.get_context(self, response=response)
+            self._protocol = self.graphql_transport_ws_handler_class(
+                view=self, websocket=websocket, context=context, root_value=root_value,
+                schema=self.schema,
+                connection_init_wait_timeout=self.connection_init_wait_timeout,
+                max_subscriptions_per_connection=self.max_subscriptions_per_connection,
+            )
+            self._protocol.on_request_accepted()
+            return
+        self.message_queue = asyncio.Queue()
+        await super().connect()
+
+    async def _drive(self, text_data: str | None) -> None:
+        """One message through the handler, as Strawberry's ``handle()`` loop does."""
+        protocol = self._protocol
+        assert protocol is not None
+        if self._protocol_ended:
+            return
+        try:
+            if not text_data:
+                await protocol.handle_invalid_message("WebSocket message type must be text")
+                await self._end_protocol()
+                return
+            try:
+                message = self.decode_json(text_data)
+            except json.JSONDecodeError:
+                await protocol.handle_invalid_message("WebSocket message must be valid JSON")
+                await self._end_protocol()
+                return
+            if not isinstance(message, dict):
+                await protocol.handle_invalid_message("Failed to parse message")
+                await self._end_protocol()
+                return
+            await protocol.handle_message(cast(Any, message))
+        except WebSocketDisconnected:
+            await self._end_protocol()
+
+    async def _end_protocol(self) -> None:
+        if self._protocol is not None and not self._protocol_ended:
+            self._protocol_ended = True
+            await self._protocol.shutdown()
 
     async def get_context(self, request: Any, response: Any) -> Any:
         scope = self.scope
@@ -398,6 +468,9 @@ class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
         if size > get_settings()["MAX_DOCUMENT_BYTES"]:
             await self.close(code=CLOSE_MESSAGE_TOO_BIG, reason="Message too big")
             return
+        if self._protocol is not None:
+            await self._drive(text_data)
+            return
         await super().receive(text_data=text_data, bytes_data=bytes_data)
 
     async def disconnect(self, code: int) -> None:
@@ -407,7 +480,11 @@ class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
         if self._followed is not None:
             get_hub().disconnect(self._followed, self)
             self._followed = None
-        await super().disconnect(code)
+        if self._protocol is not None:
+            await self._end_protocol()
+            return
+        if self.run_task is not None:  # Strawberry's own loop
+            await super().disconnect(code)
 
     # -- the hub's Connection protocol ---------------------------------------------
 
