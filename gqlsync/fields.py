@@ -23,7 +23,7 @@ from typing import Any, cast
 import strawberry
 from asgiref.sync import sync_to_async
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from graphql import GraphQLError
 from strawberry import relay
 from strawberry.types import Info
@@ -35,7 +35,7 @@ from gqlsync.events import Op
 from gqlsync.execute import OPENER, FrameSender, SharedOperation
 from gqlsync.hub import Delivery, Rescope, Subscription, current_sender, get_hub
 from gqlsync.matching import RowFilter
-from gqlsync.permissions import Permission, forbidden, permission_of
+from gqlsync.permissions import Permission, forbidden, own_rows, permission_of
 
 ChangeOp = strawberry.enum(Op, name="ChangeOp", description="What happened to the row.")
 
@@ -174,8 +174,10 @@ async def _open(
         checks.append(RowFilter.where(base, where))
     group = broker.row_group(label, pk) if pk is not None else broker.model_group(label)
     subscription = Subscription(model=label, group=group, checks=checks)
+    # the type's own get_queryset hides rows from its queries: from its events too
+    kept = own_rows(type_, base, info)
     if permission is not None:
-        rescope = _rescoper(permission, model)
+        rescope = _rescoper(permission, kept if kept is not None else base)
         subscription.rescope = rescope
         # permission rules may read the database (user.has_perm): off the event loop
         outcome = await sync_to_async(rescope)(user)
@@ -183,6 +185,8 @@ async def _open(
             raise forbidden(permission.message)
         subscription.scope, subscription.view_queryset = outcome
         subscription.depends_on = [broker.model_group(d) for d in permission.depends_on]
+    if subscription.view_queryset is None and kept is not None:
+        subscription.view_queryset = kept
     context = info.context
     connection = context.get("connection") if isinstance(context, dict) else None
     subscription.connection = connection
@@ -196,15 +200,17 @@ async def _open(
     return subscription
 
 
-def _rescoper(rule: Permission, model: type[models.Model]) -> Rescope:
-    """How a subscription's scope and visible rows follow its user (identity changes)."""
+def _rescoper(rule: Permission, rows: QuerySet[Any]) -> Rescope:
+    """How a subscription's scope and visible rows follow its user (identity changes);
+    ``rows``: the model's rows, or those the type's own ``get_queryset`` keeps."""
 
     def rescope(user: Any) -> tuple[Hashable, Any] | None:
         if not rule.has_operation(user):
             return None
-        visible = (rule.filter_queryset(user, model._default_manager.all())
-                   if rule.tracks_rows() else None)
-        return rule.scope(user), visible
+        if rule.tracks_rows():
+            return rule.scope(user), rule.filter_queryset(user, rows.all())
+        # the rule hides no rows, but the type's own get_queryset may
+        return rule.scope(user), (rows.all() if rows.query.where else None)
 
     return rescope
 

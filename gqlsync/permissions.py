@@ -30,6 +30,7 @@ It knows users and rows, not protocols or sockets.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, TypeVar, cast
 
@@ -196,6 +197,7 @@ def _own_perms(user: Any) -> set[str]:
 # --------------------------------------------------------------------------- attaching
 
 _PROTECTED = "__gqlsync_permission__"
+_OWN_QUERYSET = "__gqlsync_own_get_queryset__"
 #: model label -> the permission of the first protected type over it (for authorize())
 _MODEL_PERMISSIONS: dict[str, Permission] = {}
 
@@ -225,12 +227,30 @@ def protect(permission: Permission) -> Callable[[_T], _T]:
 
         type_.get_queryset = classmethod(get_queryset)  # type: ignore[attr-defined]
         setattr(type_, _PROTECTED, permission)
+        setattr(type_, _OWN_QUERYSET, previous_func)
         definition = getattr(type_, "__strawberry_django_definition__", None)
         if definition is not None:
             _MODEL_PERMISSIONS.setdefault(definition.model._meta.label_lower, permission)
         return type_
 
     return decorate
+
+
+def own_rows(type_: type, queryset: QuerySet[Any], info: Info) -> QuerySet[Any] | None:
+    """The rows the type's *own* ``get_queryset`` keeps (the one you wrote, without what
+    :func:`protect` adds), or None when it has none or it keeps every row (one that only
+    joins or defers columns, say). Subscriptions treat such a restriction like a
+    permission's: a row that enters it arrives as ``CREATED``, one that leaves as
+    ``DELETED``, and nothing outside it is sent."""
+    if hasattr(type_, _OWN_QUERYSET):
+        func = getattr(type_, _OWN_QUERYSET)
+    else:
+        found = inspect.getattr_static(type_, "get_queryset", None)
+        func = found.__func__ if isinstance(found, classmethod) else None
+    if func is None:
+        return None
+    kept = func(type_, queryset, info)
+    return cast("QuerySet[Any]", kept) if kept.query.where else None
 
 
 def permission_of(type_: type) -> Permission | None:

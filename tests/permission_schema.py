@@ -1,5 +1,7 @@
 """A schema for the permission tests: every message a user may see, as query and stream."""
 
+from typing import Any
+
 import strawberry
 import strawberry_django
 from strawberry import auto
@@ -8,7 +10,7 @@ from strawberry_django.permissions import IsStaff
 
 import gqlsync
 import gqlsync.asgi
-from schema_examples.bookstore.models import Author
+from schema_examples.bookstore.models import Author, Book
 from schema_examples.bookstore.types import BookType
 from schema_examples.chat.types import MessageType
 
@@ -41,3 +43,29 @@ schema = strawberry.Schema(
     query=Query, subscription=Subscription, extensions=[DjangoOptimizerExtension]
 )
 application = gqlsync.asgi.application(schema)
+
+
+@strawberry_django.type(Book, name="PublishedBook")
+class PublishedBookType:
+    """Its own get_queryset hides drafts, the way strawberry-django teaches."""
+
+    title: auto
+
+    @classmethod
+    def get_queryset(cls, queryset: Any, info: Any, **kwargs: Any) -> Any:
+        return queryset.exclude(title__startswith="Draft")
+
+
+@strawberry.type
+class PublishedQuery:
+    books: list[PublishedBookType] = strawberry_django.field()
+
+
+@strawberry.type
+class PublishedSubscription:
+    book_changed = gqlsync.subscription(PublishedBookType)
+
+
+published_application = gqlsync.asgi.application(
+    strawberry.Schema(query=PublishedQuery, subscription=PublishedSubscription)
+)

@@ -264,3 +264,30 @@ def test_a_removal_never_shows_the_new_value_of_a_field_that_did_not_travel() ->
     previous = previous_state(message, event)
     assert previous.room_id == 1
     assert previous.text is None
+
+
+async def test_a_types_own_get_queryset_hides_rows_from_its_events_too() -> None:
+    from schema_examples.bookstore.models import Author, Book
+    from tests.permission_schema import published_application as app
+
+    lee = await Author.objects.acreate(name="Lee", email="lee@example.com")
+    async with GraphQLWSClient(app) as client:
+        sub = await client.subscribe("subscription { bookChanged { op node { title } } }")
+        await settle()
+        draft = await Book.objects.acreate(title="Draft one", author=lee)
+        await sub.nothing()
+        published = await Book.objects.acreate(title="Published", author=lee)
+        assert (await sub.next())["data"]["bookChanged"] == {
+            "op": "CREATED", "node": {"title": "Published"}}
+        # leaving the type's rows is a removal, with the last state the query showed
+        published.title = "Draft again"
+        await sync_to_async(published.save)()
+        assert (await sub.next())["data"]["bookChanged"] == {
+            "op": "DELETED", "node": {"title": "Published"}}
+        # entering them is a creation
+        draft.title = "Out of drafts"
+        await sync_to_async(draft.save)()
+        assert (await sub.next())["data"]["bookChanged"] == {
+            "op": "CREATED", "node": {"title": "Out of drafts"}}
+        await published.adelete()  # a hidden row's delete is not news
+        await sub.nothing()
