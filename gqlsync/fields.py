@@ -35,7 +35,13 @@ from gqlsync.events import Op
 from gqlsync.execute import OPENER, FrameSender, SharedOperation
 from gqlsync.hub import Delivery, Rescope, Subscription, current_sender, get_hub
 from gqlsync.matching import RowFilter
-from gqlsync.permissions import Permission, forbidden, own_rows, permission_of
+from gqlsync.permissions import (
+    Permission,
+    forbidden,
+    own_get_queryset,
+    own_rows,
+    permission_of,
+)
 
 ChangeOp = strawberry.enum(Op, name="ChangeOp", description="What happened to the row.")
 
@@ -175,7 +181,9 @@ async def _open(
     group = broker.row_group(label, pk) if pk is not None else broker.model_group(label)
     subscription = Subscription(model=label, group=group, checks=checks)
     # the type's own get_queryset hides rows from its queries: from its events too
-    kept = own_rows(type_, base, info)
+    # (it may read the database, e.g. the user's teams: off the event loop)
+    kept = (await sync_to_async(own_rows)(type_, base, info)
+            if own_get_queryset(type_) is not None else None)
     if permission is not None:
         rescope = _rescoper(permission, kept if kept is not None else base)
         subscription.rescope = rescope

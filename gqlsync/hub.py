@@ -460,6 +460,9 @@ class Hub:
     ) -> Delivery | None:
         """What this subscription sees of the change (``plain``: the change itself)."""
         assert answers.instance is not None
+        if (any(c.key not in answers.checks for c in sub.checks)
+                or (sub.view is not None and sub.view.key not in answers.views)):
+            return None  # it subscribed while the row was being evaluated: from the next
         now = all(answers.checks[c.key] for c in sub.checks)
         if sub.view is None:
             return plain if now else None
@@ -522,6 +525,8 @@ class Hub:
         if sub.rescope is None or sub.ended:
             return
         outcome = await sync_to_async(sub.rescope)(user)
+        if sub.ended:  # completed or disconnected meanwhile
+            return
         if outcome is None:
             # end first: unsubscribe() marks it ended, and the reader must hear why
             sub.end(SubscriptionEnded("Your permission to this subscription was withdrawn."))
@@ -531,6 +536,9 @@ class Hub:
         sub.rescoped(scope)
         old_view = sub.view
         new_view = await self.views.acquire(queryset) if queryset is not None else None
+        if sub.ended:
+            self.views.release(new_view)
+            return
         if old_view is not None and new_view is not None and old_view.key == new_view.key:
             # Same SQL, but what it selects may have changed (object permissions granted):
             # reload, and tell everyone who shares this view.
@@ -552,9 +560,9 @@ class Hub:
 
     async def close(self) -> None:
         """Stop listening and end every subscription (tests, shutdown)."""
-        for members in self.groups.values():
-            for sub in members:
-                sub.end(SubscriptionEnded("The server is shutting down."))
+        # ending a subscription may unsubscribe it (the transport's on_end): iterate a copy
+        for sub in [s for members in self.groups.values() for s in members]:
+            sub.end(SubscriptionEnded("The server is shutting down."))
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

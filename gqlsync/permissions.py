@@ -236,17 +236,22 @@ def protect(permission: Permission) -> Callable[[_T], _T]:
     return decorate
 
 
+def own_get_queryset(type_: type) -> Callable[..., Any] | None:
+    """The ``get_queryset`` the type's author wrote (not the one :func:`protect` adds)."""
+    if hasattr(type_, _OWN_QUERYSET):
+        found: Any = getattr(type_, _OWN_QUERYSET)
+        return found if callable(found) else None
+    static = inspect.getattr_static(type_, "get_queryset", None)
+    return static.__func__ if isinstance(static, classmethod) else None
+
+
 def own_rows(type_: type, queryset: QuerySet[Any], info: Info) -> QuerySet[Any] | None:
     """The rows the type's *own* ``get_queryset`` keeps (the one you wrote, without what
     :func:`protect` adds), or None when it has none or it keeps every row (one that only
     joins or defers columns, say). Subscriptions treat such a restriction like a
     permission's: a row that enters it arrives as ``CREATED``, one that leaves as
     ``DELETED``, and nothing outside it is sent."""
-    if hasattr(type_, _OWN_QUERYSET):
-        func = getattr(type_, _OWN_QUERYSET)
-    else:
-        found = inspect.getattr_static(type_, "get_queryset", None)
-        func = found.__func__ if isinstance(found, classmethod) else None
+    func = own_get_queryset(type_)
     if func is None:
         return None
     kept = func(type_, queryset, info)

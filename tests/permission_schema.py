@@ -53,7 +53,10 @@ class PublishedBookType:
 
     @classmethod
     def get_queryset(cls, queryset: Any, info: Any, **kwargs: Any) -> Any:
-        return queryset.exclude(title__startswith="Draft")
+        # reads the database, as such methods often do: gqlsync calls it off the loop
+        hidden = list(Author.objects.filter(email__endswith="@hidden.example")
+                      .values_list("pk", flat=True))
+        return queryset.exclude(title__startswith="Draft").exclude(author__in=hidden)
 
 
 @strawberry.type

@@ -195,3 +195,19 @@ def test_one_query_answers_every_distinct_condition_of_an_event(transactional_db
     assert answers.instance.author.email == "lee@child.com"  # joined, no extra query
     assert [k for k, ok in answers.checks.items() if ok] == [exact.key]
     assert sorted(answers.views.values()) == [(False, False), (False, False), (True, True)]
+
+
+def test_a_subscription_that_arrived_during_evaluation_waits_for_the_next_event() -> None:
+    """Its conditions were not asked for this event: it gets nothing, not a KeyError
+    that would lose the event for everyone else in the group."""
+    from gqlsync.events import Event, Op
+    from gqlsync.hub import Delivery, Hub
+    from gqlsync.rows import Answers
+
+    late = Subscription("bookstore.book", BOOKS, checks=(RowFilter.where(
+        Book.objects.all(), Q(title="late")),))
+    event = Event("bookstore.book", 1, Op.UPDATED)
+    row = Book(id=1, title="late")
+    answers = Answers(row, None, {}, {})
+    plain = Delivery(event, row, Op.UPDATED)
+    assert Hub._delivery_for(late, event, answers, plain) is None

@@ -271,6 +271,7 @@ async def test_a_types_own_get_queryset_hides_rows_from_its_events_too() -> None
     from tests.permission_schema import published_application as app
 
     lee = await Author.objects.acreate(name="Lee", email="lee@example.com")
+    ghost = await Author.objects.acreate(name="Ghost", email="ghost@hidden.example")
     async with GraphQLWSClient(app) as client:
         sub = await client.subscribe("subscription { bookChanged { op node { title } } }")
         await settle()
@@ -290,4 +291,6 @@ async def test_a_types_own_get_queryset_hides_rows_from_its_events_too() -> None
         assert (await sub.next())["data"]["bookChanged"] == {
             "op": "CREATED", "node": {"title": "Out of drafts"}}
         await published.adelete()  # a hidden row's delete is not news
+        await sub.nothing()
+        await Book.objects.acreate(title="By a hidden author", author=ghost)
         await sub.nothing()

@@ -230,15 +230,24 @@ async def test_subscribing_before_connection_init_closes_with_4401(application: 
 
 
 @pytest.mark.parametrize("frame", ["not json", json.dumps({"type": "nonsense"}), "[1, 2]",
-                                   json.dumps({"type": "subscribe", "id": "1"}),
-                                   json.dumps({"id": "1", "type": "subscribe",
+                                   json.dumps({"type": "subscribe", "id": "9"}),
+                                   json.dumps({"type": "complete", "id": []}),
+                                   json.dumps({"type": "subscribe", "id": {}, "payload": {}}),
+                                   json.dumps({"type": "subscribe", "id": "9", "payload": []}),
+                                   json.dumps({"type": 5}), "[" * 5000,
+                                   json.dumps({"id": "9", "type": "subscribe",
                                                "payload": {"query": "subscription {"}})])
 async def test_malformed_frames_close_with_4400(application: Any, frame: str) -> None:
+    """Whatever arrives, the socket closes with 4400 and its subscriptions are gone."""
     async with GraphQLWSClient(application) as client:
+        await client.subscribe(BOOK_CHANGED)
+        await settle()
         await client.communicator.send_to(frame)
         with pytest.raises(ClosedError) as closed:
             await client.receive()
         assert closed.value.code == CLOSE_BAD_REQUEST
+    await settle()
+    assert get_hub().subscription_count() == 0
 
 
 async def test_unknown_fields_and_wrong_types_are_graphql_errors(application: Any) -> None:
@@ -411,3 +420,15 @@ async def test_an_unknown_subprotocol_is_closed_with_4406(application: Any) -> N
     assert message["type"] == "websocket.close"
     assert message["code"] == 4406
     await socket.disconnect()
+
+
+async def test_a_server_shutdown_ends_every_open_subscription(application: Any) -> None:
+    async with GraphQLWSClient(application) as client:
+        subs = [await client.subscribe(BOOK_CHANGED) for _ in range(3)]
+        await settle()
+        await get_hub().close()
+        for sub in subs:
+            ended = await sub.message()
+            assert ended["type"] == "next"
+            assert "shutting down" in str(ended["payload"]["errors"])
+            assert (await sub.message())["type"] == "complete"

@@ -43,23 +43,39 @@ from gqlsync.hub import Subscription
 Opener = Callable[..., Awaitable[Subscription]]
 
 
-def _inert(extension: SchemaExtension) -> bool:
+def _inert_types() -> frozenset[type]:
     """Extensions whose whole effect on a subscription is its parse and validation (or
-    that act only on resolvers, which a generated subscription's step does not run)."""
+    that act only on resolvers, which a generated subscription's step does not run).
+    Exact classes: a subclass may add hooks of its own."""
+    from strawberry.extensions import (
+        DisableIntrospection,
+        MaxAliasesLimiter,
+        ParserCache,
+        QueryDepthLimiter,
+        ValidationCache,
+    )
+
     from gqlsync.limits import SharedDocuments
 
-    inert: tuple[type, ...] = (AddValidationRules, MaxTokensLimiter, SharedDocuments)
-    try:
-        from strawberry.extensions import ParserCache, ValidationCache
-        inert += (ParserCache, ValidationCache)
-    except ImportError:  # pragma: no cover - older Strawberry
-        pass
+    inert: set[type] = {AddValidationRules, DisableIntrospection, MaxAliasesLimiter,
+                        MaxTokensLimiter, ParserCache, QueryDepthLimiter, SharedDocuments,
+                        ValidationCache}
     try:
         from strawberry_django.optimizer import DjangoOptimizerExtension
-        inert += (DjangoOptimizerExtension,)
+        inert.add(DjangoOptimizerExtension)
     except ImportError:  # pragma: no cover
         pass
-    return isinstance(extension, inert)
+    return frozenset(inert)
+
+
+def _inert(extension: SchemaExtension) -> bool:
+    global _INERT
+    if _INERT is None:
+        _INERT = _inert_types()
+    return type(extension) in _INERT
+
+
+_INERT: frozenset[type] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +181,8 @@ def _opening(
     strawberry_field = (field_def.extensions or {}).get("strawberry-definition")
     resolver = getattr(strawberry_field, "base_resolver", None)
     opener = getattr(getattr(resolver, "wrapped_func", None), OPENER, None)
-    if opener is None or strawberry_field is None:
-        return None
+    if opener is None or strawberry_field is None or strawberry_field.extensions:
+        return None  # field extensions (permission_classes...) run on Strawberry's path
     raw_arguments = get_argument_values(
         field_def, node, executor.variable_values, None, executor.hide_suggestions)
     info = schema.config.info_class(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from gqlsync import auth
 from gqlsync.conf import get_settings
+from gqlsync.exceptions import SubscriptionEnded
 from gqlsync.hub import Subscription, current_sender, get_hub
 from gqlsync.transport import subscribe
 from gqlsync.transport.http import _headers, session_user_allowed
@@ -53,6 +55,8 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_INIT_TIMEOUT = 4408
 CLOSE_SUBSCRIBER_EXISTS = 4409
 CLOSE_TOO_MANY_INITS = 4429
+#: graphql-transport-ws' "internal server error": the server failed, not the client
+CLOSE_INTERNAL_ERROR = 4500
 #: RFC 6455's "message too big", for a frame over ``MAX_DOCUMENT_BYTES``
 CLOSE_MESSAGE_TOO_BIG = 1009
 
@@ -257,6 +261,19 @@ class _DirectOperation:
             writer.enqueue(json.dumps(message), _never, _nothing)
 
 
+def _well_formed(message: Any) -> bool:
+    """The shape the handler relies on: an object with a string ``type``; ``subscribe``
+    and ``complete`` with a string ``id``, ``subscribe`` with an object ``payload``.
+    (Strawberry's handler turns a *missing* key into ``4400``; a wrong type would raise
+    inside it.)"""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return False
+    kind = message["type"]
+    if kind in ("subscribe", "complete") and not isinstance(message.get("id"), str):
+        return False
+    return kind != "subscribe" or isinstance(message.get("payload"), dict)
+
+
 def _never() -> bool:
     return False
 
@@ -302,6 +319,10 @@ class _TransportWSProtocol(BaseGraphQLTransportWSHandler):  # type: ignore[misc]
         subscription.on_end = operation.ended
         if operation.completed:  # the connection closed while it was opening
             get_hub().unsubscribe(subscription)
+        elif subscription.ended:  # the hub ended it while it was registering
+            queued = subscription.queue[0] if subscription.queue else None
+            operation.ended(queued if isinstance(queued, BaseException)
+                            else SubscriptionEnded("This subscription was ended."))
 
     def all_operations(self) -> dict[str, Any]:
         """Strawberry's operations and ours, by id."""
@@ -385,28 +406,40 @@ class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
         await super().connect()
 
     async def _drive(self, text_data: str | None) -> None:
-        """One message through the handler, as Strawberry's ``handle()`` loop does."""
+        """One message through the handler, as Strawberry's ``handle()`` loop does.
+
+        Whatever the message, the handler is never left half-alive: a frame that is not
+        a protocol message closes with ``4400`` (Strawberry's reasons), an error of the
+        server's own with ``4500``, and either way every operation is cleaned up.
+        """
         protocol = self._protocol
         assert protocol is not None
         if self._protocol_ended:
             return
         try:
+            problem = None
+            message: Any = None
             if not text_data:
-                await protocol.handle_invalid_message("WebSocket message type must be text")
+                problem = "WebSocket message type must be text"
+            else:
+                try:
+                    message = self.decode_json(text_data)
+                except (json.JSONDecodeError, RecursionError):
+                    problem = "WebSocket message must be valid JSON"
+                else:
+                    if not _well_formed(message):
+                        problem = "Failed to parse message"
+            if problem is not None:
+                await protocol.handle_invalid_message(problem)
                 await self._end_protocol()
                 return
-            try:
-                message = self.decode_json(text_data)
-            except json.JSONDecodeError:
-                await protocol.handle_invalid_message("WebSocket message must be valid JSON")
-                await self._end_protocol()
-                return
-            if not isinstance(message, dict):
-                await protocol.handle_invalid_message("Failed to parse message")
-                await self._end_protocol()
-                return
-            await protocol.handle_message(cast(Any, message))
+            await protocol.handle_message(message)
         except WebSocketDisconnected:
+            await self._end_protocol()
+        except Exception:
+            logger.exception("gqlsync: a WebSocket message could not be handled")
+            with contextlib.suppress(Exception):
+                await self.close(code=CLOSE_INTERNAL_ERROR, reason="Internal server error")
             await self._end_protocol()
 
     async def _end_protocol(self) -> None:
@@ -473,13 +506,30 @@ class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
             return
         await super().receive(text_data=text_data, bytes_data=bytes_data)
 
-    async def disconnect(self, code: int) -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # the consumer may end without a disconnect message (an error in Channels'
+            # dispatch): the hub must forget it all the same
+            self._release()
+            if self._protocol is not None:
+                with contextlib.suppress(Exception):
+                    await self._end_protocol()
+            elif self.run_task is not None and not self.run_task.done():
+                self.run_task.cancel()
+
+    def _release(self) -> None:
+        """Stop writing and stop following the user's identity (idempotent)."""
         writer: _Writer | None = getattr(self, "_gqlsync_writer", None)
         if writer is not None:
             writer.close()
         if self._followed is not None:
             get_hub().disconnect(self._followed, self)
             self._followed = None
+
+    async def disconnect(self, code: int) -> None:
+        self._release()
         if self._protocol is not None:
             await self._end_protocol()
             return
