@@ -204,7 +204,12 @@ async def _open(
         subscription.sender = sender
         if subscription.scope is None:  # no permission: share only with the same user
             subscription.scope = ("user", user.pk) if user.is_authenticated else ("anonymous",)
-    await get_hub().subscribe(subscription)
+    hub = get_hub()
+    try:
+        await hub.subscribe(subscription)
+    except BaseException:  # half-registered (a group could not be joined): take it back
+        hub.unsubscribe(subscription)
+        raise
     return subscription
 
 

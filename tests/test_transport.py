@@ -235,6 +235,7 @@ async def test_subscribing_before_connection_init_closes_with_4401(application: 
                                    json.dumps({"type": "subscribe", "id": {}, "payload": {}}),
                                    json.dumps({"type": "subscribe", "id": "9", "payload": []}),
                                    json.dumps({"type": 5}), "[" * 5000,
+                                   '{"type": "ping", "n": ' + "1" * 5000 + "}",
                                    json.dumps({"id": "9", "type": "subscribe",
                                                "payload": {"query": "subscription {"}})])
 async def test_malformed_frames_close_with_4400(application: Any, frame: str) -> None:

@@ -424,7 +424,7 @@ class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
             else:
                 try:
                     message = self.decode_json(text_data)
-                except (json.JSONDecodeError, RecursionError):
+                except (ValueError, RecursionError):  # JSONDecodeError, over-long ints
                     problem = "WebSocket message must be valid JSON"
                 else:
                     if not _well_formed(message):
@@ -434,7 +434,8 @@ class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
                 await self._end_protocol()
                 return
             await protocol.handle_message(message)
-        except WebSocketDisconnected:
+        except (WebSocketDisconnected, OSError):  # the client left while we answered
+            logger.debug("gqlsync: the client left during a message", exc_info=True)
             await self._end_protocol()
         except Exception:
             logger.exception("gqlsync: a WebSocket message could not be handled")
