@@ -217,15 +217,10 @@ class RowFilter:
         if self.equality is None:
             return None
         hops, attname, value = self.equality
-        current: Any = instance
-        for hop in hops:
-            fk: Any = current._meta.get_field(hop)
-            if not fk.is_cached(current):
-                return None  # not joined: ask the database
-            current = getattr(current, hop)
-            if current is None:  # no related row: like the database's LEFT JOIN
-                return value is None
-        return bool(getattr(current, attname) == value)
+        found = _value_at(instance, (hops, attname))
+        if found is _UNKNOWN:
+            return None  # not joined: ask the database
+        return bool(found == value)  # no related row is None: like a LEFT JOIN
 
     @classmethod
     def where(cls, queryset: QuerySet[Any], q: Q) -> RowFilter:
