@@ -185,7 +185,7 @@ async def _open(
     kept = (await sync_to_async(own_rows)(type_, base, info)
             if own_get_queryset(type_) is not None else None)
     if permission is not None:
-        rescope = _rescoper(permission, kept if kept is not None else base)
+        rescope = _rescoper(permission, base, kept)
         subscription.rescope = rescope
         # permission rules may read the database (user.has_perm): off the event loop
         outcome = await sync_to_async(rescope)(user)
@@ -213,17 +213,18 @@ async def _open(
     return subscription
 
 
-def _rescoper(rule: Permission, rows: QuerySet[Any]) -> Rescope:
+def _rescoper(rule: Permission, base: QuerySet[Any], kept: QuerySet[Any] | None) -> Rescope:
     """How a subscription's scope and visible rows follow its user (identity changes);
-    ``rows``: the model's rows, or those the type's own ``get_queryset`` keeps."""
+    ``kept``: the rows the type's own ``get_queryset`` keeps, when it hides some."""
 
     def rescope(user: Any) -> tuple[Hashable, Any] | None:
         if not rule.has_operation(user):
             return None
         if rule.tracks_rows():
+            rows = kept if kept is not None else base
             return rule.scope(user), rule.filter_queryset(user, rows.all())
         # the rule hides no rows, but the type's own get_queryset may
-        return rule.scope(user), (rows.all() if rows.query.where else None)
+        return rule.scope(user), (kept.all() if kept is not None else None)
 
     return rescope
 

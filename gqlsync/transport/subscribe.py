@@ -21,6 +21,7 @@ answers it as it always does (the same close codes, the same error messages).
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from gqlsync.hub import Subscription
 Opener = Callable[..., Awaitable[Subscription]]
 
 
+@functools.cache
 def _inert_types() -> frozenset[type]:
     """Extensions whose whole effect on a subscription is its parse and validation (or
     that act only on resolvers, which a generated subscription's step does not run).
@@ -69,13 +71,7 @@ def _inert_types() -> frozenset[type]:
 
 
 def _inert(extension: SchemaExtension) -> bool:
-    global _INERT
-    if _INERT is None:
-        _INERT = _inert_types()
-    return type(extension) in _INERT
-
-
-_INERT: frozenset[type] | None = None
+    return type(extension) in _inert_types()
 
 
 @dataclass(frozen=True, slots=True)

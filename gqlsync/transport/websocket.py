@@ -310,9 +310,9 @@ class _TransportWSProtocol(BaseGraphQLTransportWSHandler):  # type: ignore[misc]
         try:
             subscription = await opening.opener(opening.info, sender, **opening.arguments)
         except Exception:  # refused (permissions...): Strawberry answers
-            if operations.get(operation.id) is operation:
-                del operations[operation.id]
-            if not operation.completed:
+            closed = operation.completed  # the connection ended while it was opening
+            operation.forget()
+            if not closed:
                 await super().handle_subscribe(message)
             return
         operation.subscription = subscription
