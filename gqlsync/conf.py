@@ -48,6 +48,12 @@ class GQLSyncSettings(TypedDict):
     MAX_DOCUMENT_BYTES: int
     #: Allow introspection (``__schema``); ``None`` follows ``settings.DEBUG``.
     INTROSPECTION: bool | None
+    #: Accept ``regex``/``iRegex`` lookups in subscription filters. Off: a backtracking
+    #: pattern runs on every change, for everyone (see :mod:`gqlsync.guard`).
+    ALLOW_REGEX_FILTERS: bool
+    #: Most terms (comparisons, list values, AND/OR/NOT nodes) in one subscription's
+    #: filter: the per-event cost of a subscription is bounded by it.
+    MAX_FILTER_TERMS: int
 
 
 DEFAULTS: GQLSyncSettings = {
@@ -65,6 +71,8 @@ DEFAULTS: GQLSyncSettings = {
     "MAX_ALIASES": 30,
     "MAX_DOCUMENT_BYTES": 64 * 1024,
     "INTROSPECTION": None,
+    "ALLOW_REGEX_FILTERS": False,
+    "MAX_FILTER_TERMS": 50,
 }
 
 

@@ -33,6 +33,7 @@ from gqlsync import broker, registry
 from gqlsync.auth import get_user
 from gqlsync.events import Op
 from gqlsync.execute import OPENER, FrameSender, SharedOperation
+from gqlsync.guard import check_filter
 from gqlsync.hub import Delivery, Rescope, Subscription, current_sender, get_hub
 from gqlsync.matching import RowFilter
 from gqlsync.permissions import (
@@ -110,6 +111,7 @@ def event_type(type_: type) -> type:
 
 def _filter_condition(filters: Any, queryset: Any, info: Info | None) -> RowFilter:
     filtered_qs, q = process_filters(filters, queryset, info)
+    check_filter(q)  # before it is accepted: what it may cost every other subscriber
     # a custom filter method may have changed the queryset itself: then Q alone is not the
     # whole condition and deleted rows cannot be judged by it
     exact_q = q if str(filtered_qs.query) == str(queryset.query) else None
@@ -177,6 +179,7 @@ async def _open(
     if filters not in (None, strawberry.UNSET):
         checks.append(_filter_condition(filters, base, info))
     if where is not None:
+        check_filter(where, trusted=True)
         checks.append(RowFilter.where(base, where))
     group = broker.row_group(label, pk) if pk is not None else broker.model_group(label)
     subscription = Subscription(model=label, group=group, checks=checks)

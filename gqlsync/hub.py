@@ -249,7 +249,7 @@ class Hub:
         self._identity_group = broker.model_group(IDENTITY)
         #: counters, for tests, the stats endpoint and benchmarks
         self.stats = {"events": 0, "deliveries": 0, "executions": 0, "stale": 0, "errors": 0,
-                      "revoked": 0, "dropped": 0}
+                      "revoked": 0, "dropped": 0, "isolated": 0}
         self._last_seq: dict[tuple[str, str], int] = {}
 
     # ------------------------------------------------------------------ membership
@@ -408,6 +408,8 @@ class Hub:
         # only the subscriptions the row's values can reach are visited
         answers = await sync_to_async(rows.evaluate)(
             event, members.distinct_checks(), members.distinct_views())
+        if answers.failed:
+            self._fail(list(members), answers.failed)
         if answers.instance is None:
             self.stats["stale"] += 1
             return
@@ -448,11 +450,45 @@ class Hub:
             first, delivery = group[0]
             assert first.shared is not None
             assert first.to_root is not None
-            body = await execute.payload(first.shared, first.to_root(delivery))
+            try:
+                body = await execute.payload(first.shared, first.to_root(delivery))
+            except Exception as error:  # this document's failure ends its subscribers only
+                self._fail([sub for sub, _ in group], {"execution": error},
+                           "its selection could not be executed")
+                continue
             self.stats["executions"] += 1
             for sub, _ in group:
                 assert sub.sender is not None
                 sub.deliver(sub.sender.frame(body))
+
+    def _fail(self, subs: Sequence[Subscription], failed: dict[Hashable, BaseException],
+              what: str = "its filter or permission could not be evaluated") -> None:
+        """End the subscriptions a failure belongs to, and no others.
+
+        ``failed`` maps condition keys (a filter's or a view's) to what they raised; a
+        subscription whose conditions include one ends with a GraphQL error, is forgotten,
+        and every other subscription of the group is served as if nothing happened. (The
+        special key ``"execution"`` ends every subscription in ``subs``.)
+        """
+        ended = 0
+        for sub in subs:
+            if sub.ended:
+                continue
+            keys: set[Hashable] = {c.key for c in sub.checks}
+            if sub.view is not None:
+                keys.add(sub.view.key)
+            keys.add("execution")
+            causes = [failed[k] for k in keys if k in failed]
+            if not causes:
+                continue
+            ended += 1
+            logger.warning("gqlsync hub: a subscription to %s was ended: %s (%s: %s)",
+                           sub.group, what, type(causes[0]).__name__, causes[0])
+            sub.end(SubscriptionEnded(
+                f"This subscription was ended: {what} for a change to the data. "
+                "Check its arguments, then subscribe again."))
+            self.unsubscribe(sub)
+        self.stats["isolated"] += ended
 
     @staticmethod
     def _delivery_for(
@@ -485,8 +521,14 @@ class Hub:
     ) -> None:
         """A model the views depend on changed: reload them and announce the difference."""
         diffs = {}
+        failed: dict[Hashable, BaseException] = {}
         for key, view in views.items():
-            diffs[key] = await sync_to_async(view.refresh)()
+            try:
+                diffs[key] = await sync_to_async(view.refresh)()
+            except Exception as error:
+                failed[key] = error
+        if failed:
+            self._fail(subs, failed)
         for key, (added, removed) in diffs.items():
             if added or removed:
                 await self._announce([s for s in subs if s.view and s.view.key == key],
@@ -499,7 +541,11 @@ class Hub:
             return
         model = subs[0].model
         checks: dict[Hashable, RowFilter] = {c.key: c for s in subs for c in s.checks}
-        loaded, answers = await sync_to_async(rows.diff_rows)(model, added, removed, checks)
+        failed: dict[Hashable, BaseException] = {}
+        loaded, answers = await sync_to_async(rows.diff_rows)(
+            model, added, removed, checks, failed)
+        if failed:
+            self._fail(subs, failed)
         for pk in sorted(loaded, key=str):
             op = Op.CREATED if pk in added else Op.DELETED
             delivery = Delivery(Event(model, pk, op), loaded[pk], op)
@@ -512,13 +558,22 @@ class Hub:
 
     async def _identity(self, event: Event) -> None:
         for connection in list(self.connections.get(event.pk, ())):
-            if event.op is Op.DELETED or not await connection.revalidate():
+            try:
+                valid = event.op is not Op.DELETED and await connection.revalidate()
+            except Exception:  # this connection's credentials could not be read: it alone
+                logger.exception("gqlsync hub: a connection could not be re-validated")
+                valid = False
+            if not valid:
                 self.stats["revoked"] += 1
                 await connection.close_for(CLOSE_FORBIDDEN, "Forbidden: credentials revoked")
                 continue
             for sub in [s for members in self.groups.values() for s in members
                         if s.connection is connection]:
-                await self._rescope(sub, connection.user)
+                try:
+                    await self._rescope(sub, connection.user)
+                except Exception as error:  # its permission failed: it ends, alone
+                    self._fail([sub], {"execution": error},
+                               "its permission could not be re-checked")
 
     async def _rescope(self, sub: Subscription, user: Any) -> None:
         """The subscriber's identity changed: recompute its scope and view, send the diff."""

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Hashable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import models
+from django.db import connection, models, transaction
 from django.db.models import Exists, OuterRef
 
 from gqlsync import registry
@@ -87,18 +87,42 @@ class Answers:
     previous: models.Model | None
     checks: dict[Hashable, bool]
     views: dict[Hashable, tuple[bool, bool]]
+    #: conditions (check or view keys) that raised: their subscriptions end, no one else's
+    failed: dict[Hashable, BaseException] = field(default_factory=dict)
+
+
+def _isolated(failed: dict[Hashable, BaseException], key: Hashable,
+              ask: Callable[[], bool]) -> bool:
+    """Ask one condition on its own: a condition that raises (a pattern the database
+    refuses, a value it cannot bind, a bug in a custom filter) is recorded as failed and
+    answers False, so it can only ever end its own subscriptions."""
+    try:
+        if connection.in_atomic_block:  # a failed query must not poison the transaction
+            with transaction.atomic():
+                return ask()
+        return ask()
+    except Exception as error:
+        failed[key] = error
+        return False
 
 
 def evaluate(
     event: Event, checks: dict[Hashable, RowFilter], views: dict[Hashable, TrackedView]
 ) -> Answers:
-    """Load the row, move it through every view, answer every filter."""
+    """Load the row, move it through every view, answer every filter.
+
+    The common case is one query for the row and every condition. If that query fails,
+    one of the conditions is at fault: the row is loaded alone and each condition asked
+    on its own, and the ones that fail are reported in ``Answers.failed``.
+    """
     reg = registry.get(event.model)
+    failed: dict[Hashable, BaseException] = {}
     if event.op is Op.DELETED:
         transitions = {key: view.transition(event.pk, True) for key, view in views.items()}
         instance = rebuild(reg, event.before, event.pk)
-        return Answers(instance, instance,
-                        {k: f.matches_deleted(instance) for k, f in checks.items()}, transitions)
+        answers = {k: _isolated(failed, k, functools.partial(f.matches_deleted, instance))
+                    for k, f in checks.items()}
+        return Answers(instance, instance, answers, transitions, failed)
     # One query: the row with its foreign keys, and whether every distinct filter and
     # every view selects it, so the cost grows with distinct conditions, not subscribers.
     conditions: dict[str, tuple[str, Hashable]] = {}
@@ -113,22 +137,51 @@ def evaluate(
                 name = f"_gqlsync_{len(annotations)}"
                 annotations[name] = Exists(queryset.filter(pk=OuterRef("pk")))
                 conditions[name] = (kind, key)
-    loaded = _loader(reg).filter(pk=event.pk).annotate(**annotations).first()
+    holds: dict[tuple[str, Hashable], bool] = {}
+    try:
+        loaded = _isolated_query(
+            lambda: _loader(reg).filter(pk=event.pk).annotate(**annotations).first())
+        if loaded is not None:
+            holds = {conditions[name]: bool(getattr(loaded, name)) for name in annotations}
+    except Exception:
+        if not annotations:
+            raise  # the row itself cannot be read: the hub's problem, not a subscriber's
+        loaded = _loader(reg).filter(pk=event.pk).first()
+        if loaded is not None:
+            for kind, key in conditions.values():
+                condition = checks[key] if kind == "check" else views[key]
+                queryset = condition.selects()
+                assert queryset is not None
+                holds[(kind, key)] = _isolated(
+                    failed, key, queryset.filter(pk=event.pk).exists)
     if loaded is None:
         # deleted since: leave the views alone, so that its DELETED finds it visible
-        return Answers(None, None, {}, {})
-    holds = {conditions[name]: bool(getattr(loaded, name)) for name in annotations}
+        return Answers(None, None, {}, {}, failed)
     answers = {k: holds.get(("check", k), False) for k in checks}
     for key, check in by_equality.items():
-        known = check.matches_loaded(loaded)
-        answers[key] = check.matches_row(event.pk) if known is None else known
+        answers[key] = _isolated(failed, key, functools.partial(_equal, check, loaded, event.pk))
     transitions = {k: view.record(event.pk, holds.get(("view", k), False))
-                   for k, view in views.items()}
+                   for k, view in views.items() if k not in failed}
     previous = None
     if any(before and not after for before, after in transitions.values()):
         previous = previous_state(loaded, event)
-        answers.update({("previous", k): f.matches_deleted(previous) for k, f in checks.items()})
-    return Answers(loaded, previous, answers, transitions)
+        for k, f in checks.items():
+            answers[("previous", k)] = _isolated(
+                failed, k, functools.partial(f.matches_deleted, previous))
+    return Answers(loaded, previous, answers, transitions, failed)
+
+
+def _isolated_query(ask: Callable[[], Any]) -> Any:
+    """Run ``ask`` so that, inside a transaction, its failure rolls back only itself."""
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            return ask()
+    return ask()
+
+
+def _equal(check: RowFilter, loaded: models.Model, pk: Any) -> bool:
+    known = check.matches_loaded(loaded)
+    return check.matches_row(pk) if known is None else known
 
 
 @functools.cache
@@ -152,13 +205,16 @@ def _load_rows(model: str, pks: set[Any]) -> dict[Any, models.Model]:
 
 
 def diff_rows(
-    model: str, added: set[Any], removed: set[Any], checks: dict[Hashable, RowFilter]
+    model: str, added: set[Any], removed: set[Any], checks: dict[Hashable, RowFilter],
+    failed: dict[Hashable, BaseException],
 ) -> tuple[dict[Any, models.Model], dict[tuple[Hashable, Any], bool]]:
-    """Rows that entered or left a view, and each filter's answer for each of them."""
+    """Rows that entered or left a view, and each filter's answer for each of them
+    (a filter that raises is recorded in ``failed`` and answers False)."""
     rows = _load_rows(model, added | removed)
     answers: dict[tuple[Hashable, Any], bool] = {}
     for key, check in checks.items():
         for pk, row in rows.items():
-            known = check.matches_loaded(row)  # rows are loaded joined: no query if exact
-            answers[(key, pk)] = check.matches_row(pk) if known is None else known
+            # rows are loaded joined: no query if exact
+            answers[(key, pk)] = _isolated(
+                failed, key, functools.partial(_equal, check, row, pk))
     return rows, answers

@@ -24,7 +24,8 @@ if os.environ.get("CI") == "true" or _reachable(PG_HOST, 5432):
         "USER": os.environ.get("GQLSYNC_TEST_PG_USER", "postgres"),
         "HOST": PG_HOST,
         "PORT": 5432,
-        "TEST": {"NAME": "gqlsync_test"},
+        # several suites may run at once on one machine: each names its own test database
+        "TEST": {"NAME": os.environ.get("GQLSYNC_TEST_DB", "gqlsync_test")},
     }}
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}

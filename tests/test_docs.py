@@ -79,12 +79,16 @@ test_example_permission_rule = _permission_rule.test_a_book_turned_draft_leaves_
 _security_settings = load_example("security_settings")
 test_example_security_settings = _security_settings.test_an_over_deep_query_is_refused
 
+_subscription_filters = load_example("subscription_filters")
+test_example_subscription_filters = pytest.mark.django_db(transaction=True)(
+    _subscription_filters.test_a_regex_filter_is_refused_and_others_go_on)
+
 # Examples exercised by the tests below, by file name. Together with the re-exports
 # above this must be every file in docs/examples/.
 RUN_HERE = {
     "capture_events", "ws_client", "rejected_token", "settings", "settings_redis",
     "register", "listen", "permissions", "token_authenticator", "notify", "tracked_queryset",
-    "permission_rule", "security_settings",
+    "permission_rule", "security_settings", "subscription_filters",
 }
 
 
