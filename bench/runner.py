@@ -137,6 +137,7 @@ class Redis:
 class Server:
     def __init__(self, variant: str, env: dict[str, str], log: Path) -> None:
         app, self.stats_path = VARIANTS[variant]
+        self.stats_token = env.get("BENCH_STATS_TOKEN")
         self.port = free_port()
         self.log = log
         self.process = subprocess.Popen(
@@ -153,7 +154,9 @@ class Server:
     def stats(self) -> dict[str, int]:
         """The server's counters (gqlsync: its hub's; the others: subscriptions only)."""
         url = f"http://127.0.0.1:{self.port}{self.stats_path}"
-        with urllib.request.urlopen(url, timeout=5) as response:
+        headers = {"authorization": f"Bearer {self.stats_token}"} if self.stats_token else {}
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                    timeout=5) as response:
             counters: dict[str, int] = json.load(response)
             return counters
 
@@ -377,8 +380,12 @@ def _ensure_postgres() -> bool:
 
 
 def prepare(env: dict[str, str]) -> None:
-    """Migrate and create the items (no server is running yet)."""
+    """Migrate and create the items and a staff user (no server is running yet); the
+    staff user's token goes to ``env["BENCH_STATS_TOKEN"]``."""
     for command in (["-m", "django", "migrate", "--verbosity", "0"],
                     ["-m", "bench.writer", "prepare"]):
-        subprocess.run([sys.executable, *command], cwd=ROOT, env={**env, "REDIS_URL": ""},
-                       check=True, timeout=120)
+        done = subprocess.run([sys.executable, *command], cwd=ROOT,
+                              env={**env, "REDIS_URL": ""}, check=True, timeout=120,
+                              stdout=subprocess.PIPE, text=True)
+    # gqlsync's /graphql/stats is staff-only: the servers' stats are read with this token
+    env["BENCH_STATS_TOKEN"] = done.stdout.strip().splitlines()[-1]

@@ -1,7 +1,8 @@
 """The writer: ORM saves at a fixed rate, one commit each, in its own process.
 
 ``python -m bench.writer prepare`` makes the items (``ROWS`` in each of ``GROUPS`` groups)
-with gqlsync's capture pointed at a private in-memory layer, so nothing is published.
+with gqlsync's capture pointed at a private in-memory layer, so nothing is published, and
+prints a staff user's bearer token (for gqlsync's staff-only ``/graphql/stats``).
 
 ``python -m bench.writer write --publisher P --events E --rate R --groups K`` sets itself
 up, prints ``ready``, waits for a line on stdin (the runner takes its measurements in
@@ -42,6 +43,17 @@ class _Drops(logging.Handler):
             _Drops.count += 1
 
 
+def stats_token() -> str:
+    """A bearer token of the bench's staff user: gqlsync's ``/graphql/stats`` is staff-only."""
+    from django.contrib.auth import get_user_model
+
+    import gqlsync
+
+    user, _ = get_user_model().objects.update_or_create(
+        username="bench-staff", defaults={"is_staff": True, "is_active": True})
+    return gqlsync.make_token(user)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("command", choices=["prepare", "write"])
@@ -65,6 +77,7 @@ def main() -> None:
         Item.objects.bulk_create(
             [Item(title="new", group=g) for g in range(GROUPS) for _ in range(ROWS)],
             batch_size=5000)
+        print(stats_token(), flush=True)
         return
     if args.publisher != "gqlsync":
         signals.connect(args.publisher)

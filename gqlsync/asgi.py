@@ -28,6 +28,7 @@ from typing import Any, cast
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
+from cross_web import HTTPException
 from django.urls import re_path
 from strawberry.schema import BaseSchema
 
@@ -35,23 +36,41 @@ from gqlsync import limits as gqlsync_limits
 from gqlsync.conf import get_settings
 from gqlsync.graphiql import StaticAssets
 from gqlsync.hub import get_hub
-from gqlsync.transport.http import GraphQLHTTPHandler
+from gqlsync.transport.http import GraphQLHTTPHandler, session_user_allowed, token_user
 from gqlsync.transport.websocket import GraphQLWSHandler, with_raw_send
 
 
 class HubStats:
-    """JSON counters of this process's hub (opt-in: ``application(stats=True)``)."""
+    """JSON counters of this process's hub (opt-in: ``application(stats=True)``).
+
+    For staff users only (``is_staff``, by session or bearer token): the counters tell
+    of activity in every room, seen or not. Anyone else gets ``403``; a token that does
+    not authenticate, ``401``.
+    """
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            user = await token_user(scope)
+        except HTTPException:
+            await _respond(send, 401, {"error": "Invalid or expired token"})
+            return
+        if user is None and session_user_allowed(scope):
+            user = scope.get("user")
+        if not (getattr(user, "is_active", False) and getattr(user, "is_staff", False)):
+            await _respond(send, 403, {"error": "Staff only"})
+            return
         hub = get_hub()
-        body = json.dumps({
+        await _respond(send, 200, {
             **hub.stats,
             "groups": len(hub.groups),
             "subscriptions": hub.subscription_count(),
-        }).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": body})
+        })
+
+
+async def _respond(send: Any, status: int, data: dict[str, Any]) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": json.dumps(data).encode()})
 
 
 def application(
@@ -68,7 +87,8 @@ def application(
     :mod:`gqlsync.limits` to ``schema`` (pass ``False`` if you configure your own).
 
     ``stats=True`` adds ``<path>stats``: this process's hub counters as JSON (events,
-    deliveries, groups, subscriptions), for health checks and tests.
+    deliveries, groups, subscriptions), for health checks and tests; staff users only
+    (session or bearer token), ``403`` for anyone else.
     """
     if not path.startswith("/") or not path.endswith("/"):
         raise ValueError("path must start and end with '/', e.g. '/graphql/'")

@@ -75,6 +75,23 @@ def bearer(value: Any) -> str | None:
     return token.strip()
 
 
+def bearer_credential(value: Any) -> str | None:
+    """The token of an ``Authorization`` header, strictly: ``None`` when there is no
+    bearer credential at all (no header, or another scheme, e.g. a proxy's ``Basic``),
+    :class:`InvalidToken` when the header is in the bearer scheme without one well-formed
+    token (``"Bearer"``, ``"Bearer "``, ``"Bearer a b"``). HTTP answers that ``401`` and
+    the WebSocket ``4403``, as for a token that does not authenticate."""
+    if not isinstance(value, str):
+        return None
+    scheme, _, rest = value.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = rest.strip()
+    if not token or any(c.isspace() for c in token):
+        raise InvalidToken("malformed bearer credential")
+    return token
+
+
 def user_for_token(token: str) -> AbstractBaseUser:
     """Authenticate a token (sync; call through ``sync_to_async``); raises :class:`InvalidToken`."""
     user = get_authenticator()(token)

@@ -22,6 +22,19 @@ class GQLSyncSettings(TypedDict):
     #: Events waiting for one slow subscription before it is ended with an error
     #: (the other subscriptions never wait for it).
     SUBSCRIPTION_QUEUE_SIZE: int
+    #: Bytes of written-out frames (shared execution) that may wait unsent for one
+    #: subscription before it is ended with ``SlowConsumerError``. 4 MiB: hundreds of
+    #: ordinary events (a few KB each), or a few of the largest a 64 KiB document can ask
+    #: for, yet a socket full of stalled subscriptions still meets
+    #: ``CONNECTION_QUEUE_BYTES`` first. One frame always fits when none waits.
+    SUBSCRIPTION_QUEUE_BYTES: int
+    #: Bytes of frames waiting unwritten for one WebSocket connection, all its
+    #: subscriptions together. Past it the connection is closed at once with close code
+    #: ``1013`` (Try Again Later) and its queued frames are dropped. 16 MiB: four
+    #: subscriptions at their own bound; the most a client that stops reading can make the
+    #: process hold (a thousand such clients: 16 GiB, so lower it for many untrusted
+    #: clients). A socket that keeps up never queues anything.
+    CONNECTION_QUEUE_BYTES: int
     #: Dotted path of the callable that turns a bearer token into a user (or ``None`` for
     #: a bad token): ``(token: str) -> AbstractBaseUser | None``. ``None`` here turns
     #: bearer tokens off: every presented token is refused.
@@ -60,6 +73,8 @@ DEFAULTS: GQLSyncSettings = {
     "CHANNEL_LAYER": "default",
     "GROUP_PREFIX": "gqlsync",
     "SUBSCRIPTION_QUEUE_SIZE": 1000,
+    "SUBSCRIPTION_QUEUE_BYTES": 4 * 1024 * 1024,
+    "CONNECTION_QUEUE_BYTES": 16 * 1024 * 1024,
     "TOKEN_AUTHENTICATOR": "gqlsync.auth.authenticate_signed_token",
     "TOKEN_MAX_AGE": 14 * 24 * 3600,
     "ALLOWED_ORIGINS": [],

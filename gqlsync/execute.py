@@ -46,7 +46,10 @@ class FrameSender(Protocol):
 
     def enqueue(self, frame: str, sent: Callable[[], None]) -> None:
         """Queue a frame on the socket's outbound queue without waiting; ``sent()`` is
-        called once it is written (or dropped because the operation ended)."""
+        called once it is written, or dropped: the operation ended, or the connection
+        passed ``CONNECTION_QUEUE_BYTES`` and was closed (its whole queue is dropped at
+        once). The queue is bounded in bytes, so a sender never holds memory for a peer
+        that stopped reading."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,9 +22,10 @@ All database work for one event happens in one ``sync_to_async`` call
 (:mod:`gqlsync.rows`), subscriptions are filed per group by the value of their
 exact-match filter (:class:`~gqlsync.matching.Members`), and events are
 handled in arrival order, so each row's changes reach a subscription in commit order.
-A subscription's queue is bounded (``SUBSCRIPTION_QUEUE_SIZE``): a client that does not
-keep up is ended with :class:`~gqlsync.exceptions.SlowConsumerError` instead of holding
-memory or slowing the others.
+A subscription's queue is bounded (``SUBSCRIPTION_QUEUE_SIZE`` items, and
+``SUBSCRIPTION_QUEUE_BYTES`` of unwritten frames): a client that does not keep up is
+ended with :class:`~gqlsync.exceptions.SlowConsumerError` instead of holding memory or
+slowing the others.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import collections
 import contextlib
 import contextvars
 import logging
+import sys
 import weakref
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -89,13 +91,24 @@ class Rescope(Protocol):
         """(scope, visible queryset or None) for ``user``, or None if they may not subscribe."""
 
 
+def frame_bytes(frame: str) -> int:
+    """The memory a queued frame holds: its ``str`` object's size (about one byte per
+    character of ASCII text, up to four for other text), read in constant time."""
+    return sys.getsizeof(frame)
+
+
 @dataclass(eq=False, slots=True)
 class Subscription:
     """One local subscriber's interest in a group.
 
     Unshared subscriptions (``listen()`` in your own resolvers) read their deliveries with
     :meth:`next`; shared ones (generated fields) have their frames written by the hub
-    through ``sender``. Either way at most ``limit`` items wait unsent.
+    through ``sender``. Either way at most ``limit`` items wait unsent, and a shared
+    subscription's unwritten frames hold at most ``limit_bytes`` (plus the socket's own
+    bound, ``CONNECTION_QUEUE_BYTES``, in the transport's writer). An unshared
+    subscription's queue holds :class:`Delivery` objects, whose rows are shared with
+    the other subscribers of the event; Strawberry writes their frames one at a time,
+    waiting for the socket, so they are bounded by ``limit`` only.
     """
 
     model: str
@@ -120,8 +133,12 @@ class Subscription:
     on_end: Callable[[BaseException], None] | None = None
     ended: bool = False
     limit: int = field(default_factory=lambda: get_settings()["SUBSCRIPTION_QUEUE_SIZE"])
-    #: shared frames queued on the socket and not written yet
+    #: bytes of shared frames that may wait unwritten (``SUBSCRIPTION_QUEUE_BYTES``)
+    limit_bytes: int = field(
+        default_factory=lambda: get_settings()["SUBSCRIPTION_QUEUE_BYTES"])
+    #: shared frames queued on the socket and not written yet, and their bytes
     pending: int = 0
+    pending_bytes: int = 0
     #: bounded by ``limit``; a deque and one waiter, not an asyncio.Queue (whose three
     #: deques and event cost kilobytes per idle subscription); made on first use
     queue: collections.deque[Delivery | BaseException] | None = None
@@ -140,12 +157,16 @@ class Subscription:
 
     def deliver(self, delivery: Delivery | str) -> None:
         """Queue a delivery, or a ready frame on the socket's outbound queue (shared
-        execution), without ever waiting. Past ``limit`` unsent items the subscription
-        ends with :class:`SlowConsumerError`; the others on the socket go on."""
+        execution), without ever waiting. Past ``limit`` unsent items, or when a frame
+        would take its unwritten frames past ``limit_bytes`` (:func:`frame_bytes`; one
+        frame always fits when none waits), the subscription ends with
+        :class:`SlowConsumerError`; the others on the socket go on."""
         if self.ended:
             return
         queued = len(self.queue) if self.queue is not None else 0
-        if queued + self.pending >= self.limit:
+        size = frame_bytes(delivery) if isinstance(delivery, str) else 0
+        if queued + self.pending >= self.limit or (
+                self.pending_bytes and self.pending_bytes + size > self.limit_bytes):
             self.end(SlowConsumerError(
                 "This subscription fell too far behind and was ended; subscribe again."
             ))
@@ -153,15 +174,18 @@ class Subscription:
         if isinstance(delivery, str):  # a frame: only shared subscriptions get them
             assert self.sender is not None
             self.pending += 1
-            self.sender.enqueue(delivery, self._sent)
+            self.pending_bytes += size
+
+            def sent() -> None:
+                self.pending -= 1
+                self.pending_bytes -= size
+
+            self.sender.enqueue(delivery, sent)
             return
         if self.queue is None:
             self.queue = collections.deque()
         self.queue.append(delivery)
         self._wake()
-
-    def _sent(self) -> None:
-        self.pending -= 1
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -9,6 +9,7 @@ import gqlsync
 from schema_examples.bookstore.models import Author, Book
 from schema_examples.bookstore.permissions import bookstore
 from schema_examples.bookstore.types import BookType
+from schema_examples.validation import validated
 
 
 @strawberry.type
@@ -20,7 +21,10 @@ def _create_book(title: str, author_email: str) -> Book:
     author = Author.objects.filter(email=author_email).first()
     if author is None:
         raise GraphQLError(f"No author with email {author_email!r}.")
-    return Book.objects.create(title=title, author=author)
+    book = Book(title=title, author=author)
+    validated(book)  # max_length and the rest: SQLite would store anything
+    book.save()
+    return book
 
 
 def _update_book(id: str, title: str) -> Book:
@@ -28,6 +32,7 @@ def _update_book(id: str, title: str) -> Book:
     if book is None:
         raise GraphQLError(f"No book with id {id!r}.")
     book.title = title
+    validated(book)
     book.save(update_fields=["title"])
     return book
 

@@ -14,6 +14,7 @@ import gqlsync
 from gqlsync.auth import User
 from schema_examples.chat.models import Message, Room
 from schema_examples.chat.types import MessageType, RoomType
+from schema_examples.validation import validated
 
 MessageEvent = gqlsync.event_type(MessageType)
 
@@ -40,9 +41,22 @@ def _login(username: str, password: str) -> str:
     return gqlsync.make_token(user)
 
 
+#: ``Message.text`` is a TextField (no ``max_length``): the demo bounds it here
+MESSAGE_MAX_LENGTH = 4000
+
+
 def _send(user: User, room: str, text: str) -> Message:
     target = _member_room(user, room)
-    return Message.objects.create(room=target, author=user, text=text)
+    if len(text) > MESSAGE_MAX_LENGTH:
+        raise GraphQLError(
+            f"Invalid input: text: Ensure this value has at most {MESSAGE_MAX_LENGTH} "
+            f"characters (it has {len(text)}).",
+            extensions={"code": "BAD_USER_INPUT", "fields": {"text": [
+                f"Ensure this value has at most {MESSAGE_MAX_LENGTH} characters."]}})
+    message = Message(room=target, author=user, text=text)
+    validated(message)  # the model's own rules (a blank text, ...)
+    message.save()
+    return message
 
 
 @strawberry.type

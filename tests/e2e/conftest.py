@@ -3,8 +3,8 @@
 ``demo_server`` starts ``python -m schema_examples`` on a free port with a fresh SQLite
 file and the in-memory layer. ``redis_servers`` starts two such processes sharing one
 database and one Redis, so a write served by one reaches subscribers of the other.
-``wait_subscriptions`` polls a server's hub counters (``/graphql/stats``) until its
-subscriptions are in place, so a test never races its own subscribe.
+``wait_subscriptions`` polls a server's hub counters (``/graphql/stats``, as the demo's
+staff user) until its subscriptions are in place, so a test never races its own subscribe.
 """
 
 from __future__ import annotations
@@ -38,11 +38,17 @@ def free_port() -> int:
         return port
 
 
+#: the demo's staff user (``schema_examples/seed.py``): ``/graphql/stats`` is staff-only
+STATS_USER = "carol"
+
+
 @dataclass
 class Server:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
+    #: a staff user's bearer token for ``/graphql/stats`` (fetched on first use)
+    stats_token: str | None = None
 
     @property
     def http_url(self) -> str:
@@ -53,7 +59,12 @@ class Server:
         return f"ws://127.0.0.1:{self.port}/graphql/"
 
     def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(self.http_url + "stats", timeout=5) as response:
+        """The hub's counters, read as the demo's staff user (the route is staff-only)."""
+        if self.stats_token is None:
+            self.stats_token = self.token(STATS_USER)
+        request = urllib.request.Request(
+            self.http_url + "stats", headers={"authorization": f"Bearer {self.stats_token}"})
+        with urllib.request.urlopen(request, timeout=5) as response:
             data: dict[str, Any] = json.load(response)
             return data
 
