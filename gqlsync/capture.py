@@ -21,19 +21,28 @@ The write path knows nothing about subscribers or sockets: it ends at :mod:`gqls
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, models, router, transaction
-from django.db.models.signals import m2m_changed, post_delete, post_init, post_save
+from django.db.models.signals import (
+    m2m_changed,
+    post_delete,
+    post_init,
+    post_save,
+    pre_delete,
+    pre_save,
+)
 
 from gqlsync import broker, registry
 from gqlsync.events import IDENTITY, Event, Op, pk_key, to_primitive
 
 logger = logging.getLogger("gqlsync.capture")
 
-_INITIAL = "_gqlsync_initial"
+#: the row's committed image, read in pre_save / pre_delete for the post_ signal
+_IMAGE = "_gqlsync_image"
 _PRE_CLEAR = "_gqlsync_pre_clear"
 _MISSING = object()
 
@@ -106,53 +115,79 @@ def record(event: Event, using: str = DEFAULT_DB_ALIAS) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
-def _initial(instance: models.Model) -> dict[str, Any]:
-    initial: dict[str, Any] = instance.__dict__.get(_INITIAL) or {}
-    return initial
+def _committed_image(instance: models.Model, using: str) -> dict[str, Any] | None:
+    """The row's values as the database holds them now (committed, or written earlier in
+    this transaction), before this write: every concrete field, by attname; ``None`` if
+    there is no such row.
+
+    This, not what the instance remembers of itself, is what a change is judged against:
+    a rolled-back save, ``refresh_from_db()``, ``QuerySet.update()``, ``F()`` expressions
+    and database defaults all leave an instance's memory of its row wrong. One query by
+    primary key per save or delete of a registered model.
+    """
+    if instance.pk is None:
+        return None
+    attnames = [f.attname for f in instance._meta.concrete_fields]
+    image: dict[str, Any] | None = (
+        type(instance)._base_manager.using(using).filter(pk=instance.pk)
+        .values(*attnames).first()
+    )
+    return image
 
 
-def _remember(instance: models.Model) -> None:
-    values = instance.__dict__
-    instance.__dict__[_INITIAL] = {
-        f.attname: values[f.attname]
-        for f in instance._meta.concrete_fields
-        if f.attname in values
-    }
+def _differs(field: Any, old: Any, new: Any) -> bool:
+    if hasattr(new, "resolve_expression"):  # F(), Concat(...): written by the database
+        return True
+    try:
+        return bool(field.to_python(new) != old)
+    except Exception:  # a value the field cannot read back: assume it changed
+        return True
 
 
-def _changes(instance: models.Model, update_fields: Iterable[str] | None) -> tuple[
-    tuple[str, ...], dict[str, Any] | None
-]:
-    """Names of changed fields and their previous values, as far as they are known."""
+def _changes(
+    instance: models.Model, image: dict[str, Any], update_fields: Iterable[str] | None
+) -> tuple[tuple[str, ...], dict[str, Any] | None]:
+    """Names of the fields this save changed, and their committed previous values (the
+    registration's travelling fields only), against the row's committed ``image``."""
     reg = registry.get(instance)
-    initial = _initial(instance)
     names: list[str] = []
     before: dict[str, Any] = {}
     wanted = set(update_fields) if update_fields is not None else None
     for f in instance._meta.concrete_fields:
         if wanted is not None and f.name not in wanted and f.attname not in wanted:
             continue
-        old = initial.get(f.attname, _MISSING)
-        if old is _MISSING:
-            continue
         new = instance.__dict__.get(f.attname, _MISSING)
-        if new is _MISSING or new == old:
+        if new is _MISSING or f.attname not in image:  # deferred and not written
+            continue
+        old = image[f.attname]
+        if not _differs(f, old, new):
             continue
         names.append(f.name)
         if f.attname in reg.snapshot_fields:
             before[f.attname] = to_primitive(old)
     if not names:
-        # Nothing provably changed: a save() of an instance that was not loaded from the
-        # database, or a save of identical values. Say "unknown" rather than "nothing".
+        # Nothing changed (a save of identical values): say "unknown" rather than
+        # "nothing", as a save may be meant to announce the row.
         return (), None
     return tuple(names), before
+
+
+#: set while a :class:`TrackedQuerySet` deletes rows its collector has just read: their
+#: instances are the rows as committed, and need no second read each
+_fresh_deletes: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "gqlsync_fresh_deletes", default=False)
 
 
 # --------------------------------------------------------------------------- signals
 
 
-def _on_post_init(sender: type[models.Model], instance: models.Model, **_: Any) -> None:
-    _remember(instance)
+def _on_pre_save(
+    sender: type[models.Model], instance: models.Model, raw: bool = False,
+    using: str = DEFAULT_DB_ALIAS, **_: Any,
+) -> None:
+    if raw:
+        return
+    instance.__dict__[_IMAGE] = _committed_image(instance, using)
 
 
 def _on_post_save(
@@ -167,12 +202,14 @@ def _on_post_save(
     if raw:  # loaddata: fixtures are not user changes
         return
     label = registry.label_of(sender)
-    if created:
+    image = instance.__dict__.pop(_IMAGE, _MISSING)
+    if created or image is None:  # image None: a save() with a new pk inserted it
         event = Event(label, pk_key(instance.pk), Op.CREATED)
+    elif image is _MISSING:  # connected between pre_save and post_save: unknown
+        event = Event(label, pk_key(instance.pk), Op.UPDATED)
     else:
-        changed, before = _changes(instance, update_fields)
+        changed, before = _changes(instance, image, update_fields)
         event = Event(label, pk_key(instance.pk), Op.UPDATED, changed, before)
-    _remember(instance)
     record(event, using)
 
 
@@ -181,8 +218,21 @@ def _on_post_delete(
 ) -> None:
     label = registry.label_of(sender)
     reg = registry.get(label)
-    record(Event(label, pk_key(instance.pk), Op.DELETED, before=registry.last_state(instance, reg)),
-           using)
+    image = instance.__dict__.pop(_IMAGE, None)
+    committed = instance if image is None else type(instance).from_db(
+        using, list(image), list(image.values()))
+    record(Event(label, pk_key(instance.pk), Op.DELETED,
+                 before=registry.last_state(committed, reg)), using)
+
+
+def _on_pre_delete(
+    sender: type[models.Model], instance: models.Model, using: str = DEFAULT_DB_ALIAS, **_: Any
+) -> None:
+    # the last state subscribers get is the committed row, not the instance's memory
+    # (``m.text = "draft"; m.delete()`` must not send "draft"); rows a tracked
+    # queryset's delete has just read are that already
+    if not _fresh_deletes.get():
+        instance.__dict__[_IMAGE] = _committed_image(instance, using)
 
 
 def _on_m2m_changed(
@@ -237,8 +287,9 @@ def _m2m_field(
 
 def _connect(reg: registry.Registration) -> None:
     uid = f"gqlsync:{reg.label}"
-    post_init.connect(_on_post_init, sender=reg.model, dispatch_uid=uid, weak=False)
+    pre_save.connect(_on_pre_save, sender=reg.model, dispatch_uid=uid, weak=False)
     post_save.connect(_on_post_save, sender=reg.model, dispatch_uid=uid, weak=False)
+    pre_delete.connect(_on_pre_delete, sender=reg.model, dispatch_uid=uid, weak=False)
     post_delete.connect(_on_post_delete, sender=reg.model, dispatch_uid=uid, weak=False)
 
 
@@ -423,7 +474,6 @@ class TrackedQuerySet(models.QuerySet[_M], Generic[_M]):
             for obj in created:
                 if obj.pk is not None:
                     record(Event(label, pk_key(obj.pk), op), self.db)
-                    _remember(obj)
         return created
 
     def bulk_update(
@@ -431,11 +481,16 @@ class TrackedQuerySet(models.QuerySet[_M], Generic[_M]):
     ) -> int:
         # Django's bulk_update runs this queryset's update() per batch, which publishes
         # each row with its previous values read from the database.
-        objs = list(objs)
-        count = super().bulk_update(objs, fields, batch_size=batch_size)
-        for obj in objs:
-            _remember(obj)
-        return count
+        return super().bulk_update(objs, fields, batch_size=batch_size)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        # the collector reads the rows it deletes: their instances are the committed
+        # rows, so their last state needs no second read per row
+        token = _fresh_deletes.set(True)
+        try:
+            return super().delete()
+        finally:
+            _fresh_deletes.reset(token)
 
 
 class TrackedManager(models.Manager.from_queryset(TrackedQuerySet)):  # type: ignore[misc]

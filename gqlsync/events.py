@@ -123,7 +123,9 @@ class Event:
         Subscribers see the net effect of a transaction: a row created and updated is
         ``CREATED``; created and deleted is nothing (``None``); updated twice is one
         ``UPDATED`` with the union of changed fields and the *first* previous values;
-        deleted and created again under the same key is ``UPDATED``.
+        updated and deleted is ``DELETED`` whose last state is the committed one (the
+        update's previous values win); deleted and created again under the same key is
+        ``UPDATED``.
         """
         if (self.model, self.pk) != (later.model, later.pk):
             raise ValueError("only changes to the same row merge")
@@ -133,7 +135,16 @@ class Event:
         if first is Op.CREATED:
             return Event(self.model, self.pk, Op.CREATED, cursor=later.cursor)
         if then is Op.DELETED:
-            return Event(self.model, self.pk, Op.DELETED, later.changed, later.before, later.cursor)
+            # updated, then deleted: the last *committed* values are the update's
+            # previous ones, laid over the row as it was when deleted
+            last = later.before
+            if later.before and self.before:
+                # a related row's snapshot travels under the foreign key's name: it no
+                # longer matches a key the update's previous values put back
+                last = {k: v for k, v in later.before.items()
+                        if not (isinstance(v, dict) and f"{k}_id" in self.before)}
+                last.update(self.before)
+            return Event(self.model, self.pk, Op.DELETED, later.changed, last, later.cursor)
         if first is Op.DELETED:  # deleted, then created again with the same key
             return Event(self.model, self.pk, Op.UPDATED, cursor=later.cursor)
         # UPDATED then UPDATED (or UPDATED then CREATED, which a save() after delete can't be)

@@ -79,6 +79,9 @@ test_example_permission_rule = _permission_rule.test_a_book_turned_draft_leaves_
 _security_settings = load_example("security_settings")
 test_example_security_settings = _security_settings.test_an_over_deep_query_is_refused
 
+_previous_state = load_example("previous_state")
+test_example_previous_state = _previous_state.test_before_is_what_was_committed
+
 _subscription_filters = load_example("subscription_filters")
 test_example_subscription_filters = pytest.mark.django_db(transaction=True)(
     _subscription_filters.test_a_regex_filter_is_refused_and_others_go_on)
@@ -89,6 +92,7 @@ RUN_HERE = {
     "capture_events", "ws_client", "rejected_token", "settings", "settings_redis",
     "register", "listen", "permissions", "token_authenticator", "notify", "tracked_queryset",
     "permission_rule", "security_settings", "subscription_filters",
+    "previous_state",
 }
 
 
