@@ -67,6 +67,10 @@ class GQLSyncSettings(TypedDict):
     #: Most terms (comparisons, list values, AND/OR/NOT nodes) in one subscription's
     #: filter: the per-event cost of a subscription is bounded by it.
     MAX_FILTER_TERMS: int
+    #: Most distinct filters one process asks the database per event of one model;
+    #: past it, a subscription bringing a new one is refused (equal filters and exact
+    #: matches are always admitted). About a millisecond each per event on PostgreSQL.
+    MAX_DISTINCT_FILTERS: int
 
 
 DEFAULTS: GQLSyncSettings = {
@@ -88,6 +92,7 @@ DEFAULTS: GQLSyncSettings = {
     "INTROSPECTION": None,
     "ALLOW_REGEX_FILTERS": False,
     "MAX_FILTER_TERMS": 50,
+    "MAX_DISTINCT_FILTERS": 200,
 }
 
 

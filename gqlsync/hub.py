@@ -273,7 +273,8 @@ class Hub:
         self._identity_group = broker.model_group(IDENTITY)
         #: counters, for tests, the stats endpoint and benchmarks
         self.stats = {"events": 0, "deliveries": 0, "executions": 0, "stale": 0, "errors": 0,
-                      "revoked": 0, "dropped": 0, "isolated": 0}
+                      "revoked": 0, "dropped": 0, "isolated": 0,
+                      "fallbacks": 0}
         self._last_seq: dict[tuple[str, str], int] = {}
 
     # ------------------------------------------------------------------ membership
@@ -320,6 +321,7 @@ class Hub:
             self._tasks.remove(task)
 
     async def subscribe(self, subscription: Subscription) -> None:
+        self._admit(subscription)
         if subscription.view_queryset is not None:
             subscription.view = await self.views.acquire(subscription.view_queryset)
         async with self._lock:
@@ -328,6 +330,29 @@ class Hub:
             for group in subscription.depends_on:
                 await self._join(group)
                 self.watchers.setdefault(group, set()).add(subscription)
+
+    def _admit(self, subscription: Subscription) -> None:
+        """Refuse a subscription whose filter would be one distinct SQL condition too many
+        for its model in this process (``MAX_DISTINCT_FILTERS``): every event of the model
+        asks each of them, so their number, not one filter's size, is what many clients
+        together could make every event cost. Filters equal to one already asked, and
+        exact matches (answered from the loaded row), are always admitted."""
+        limit = get_settings()["MAX_DISTINCT_FILTERS"]
+        members = self.groups.get(subscription.group)
+        if members is None:
+            return
+        new = [c for c in subscription.checks
+               if c.equality is None and c.key not in members.checks]
+        if not new:
+            return
+        asked = sum(1 for entry in members.checks.values() if entry[0].equality is None)
+        if asked + len(new) > limit:
+            from graphql import GraphQLError
+
+            raise GraphQLError(
+                "This server is following as many distinct filters on this model as it "
+                "can: subscribe with a filter others use, or an exact match.",
+                extensions={"code": "TOO_MANY_FILTERS"})
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Forget a subscription now; leave its groups in the background if unused."""
@@ -432,6 +457,8 @@ class Hub:
         # only the subscriptions the row's values can reach are visited
         answers = await sync_to_async(rows.evaluate)(
             event, members.distinct_checks(), members.distinct_views())
+        if answers.fallback:
+            self.stats["fallbacks"] += 1
         if answers.failed:
             self._fail(list(members), answers.failed)
         if answers.instance is None:
@@ -550,6 +577,8 @@ class Hub:
             try:
                 diffs[key] = await sync_to_async(view.refresh)()
             except Exception as error:
+                if not await sync_to_async(rows.blame)(error):
+                    raise  # the database is gone, not this view's fault
                 failed[key] = error
         if failed:
             self._fail(subs, failed)

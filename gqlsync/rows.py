@@ -15,16 +15,27 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    models,
+    transaction,
+)
 from django.db.models import Exists, OuterRef
 
 from gqlsync import registry
 from gqlsync.events import Event, Op, pk_key
 from gqlsync.matching import KNOWN_FIELDS, RowFilter, TrackedView
+
+logger = logging.getLogger("gqlsync.rows")
 
 
 def rebuild(reg: registry.Registration, before: dict[str, Any] | None, pk: Any) -> models.Model:
@@ -89,6 +100,16 @@ class Answers:
     views: dict[Hashable, tuple[bool, bool]]
     #: conditions (check or view keys) that raised: their subscriptions end, no one else's
     failed: dict[Hashable, BaseException] = field(default_factory=dict)
+    #: the combined query failed and each condition was asked on its own
+    fallback: bool = False
+
+
+def blame(error: BaseException) -> bool:
+    """Is ``error`` the fault of the condition that raised it? Not when the database
+    connection itself is gone (a restart, an idle timeout, a pooler): that is the hub's
+    problem, and ending the subscriptions that happened to be asked would punish the
+    innocent."""
+    return not (isinstance(error, DatabaseError) and not connection.is_usable())
 
 
 def _isolated(failed: dict[Hashable, BaseException], key: Hashable,
@@ -102,8 +123,34 @@ def _isolated(failed: dict[Hashable, BaseException], key: Hashable,
                 return ask()
         return ask()
     except Exception as error:
+        if not blame(error):
+            raise
         failed[key] = error
         return False
+
+
+def _fresh_connection() -> None:
+    """Drop the hub thread's connection if a query on it failed and it is no longer
+    usable, as Django does around each request (the hub is a long-lived task, not a
+    request). Not its age: ``CONN_MAX_AGE = 0`` would mean a new connection per event."""
+    if (connection.connection is not None and connection.errors_occurred
+            and not connection.in_atomic_block):
+        if connection.is_usable():
+            connection.errors_occurred = False
+        else:
+            connection.close()
+
+
+_logged_fallback = 0.0
+
+
+def _fallback_noticed(error: BaseException) -> None:
+    global _logged_fallback
+    now = time.monotonic()
+    if now - _logged_fallback > 60:  # at most once a minute: it may be every event
+        _logged_fallback = now
+        logger.warning("gqlsync: the combined condition query failed (%s: %s); asking each "
+                       "condition on its own", type(error).__name__, error)
 
 
 def evaluate(
@@ -115,6 +162,19 @@ def evaluate(
     one of the conditions is at fault: the row is loaded alone and each condition asked
     on its own, and the ones that fail are reported in ``Answers.failed``.
     """
+    _fresh_connection()
+    try:
+        return _evaluate(event, checks, views)
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block or connection.is_usable():
+            raise
+        connection.close()  # the connection died under us: once more, on a new one
+        return _evaluate(event, checks, views)
+
+
+def _evaluate(
+    event: Event, checks: dict[Hashable, RowFilter], views: dict[Hashable, TrackedView]
+) -> Answers:
     reg = registry.get(event.model)
     failed: dict[Hashable, BaseException] = {}
     if event.op is Op.DELETED:
@@ -138,14 +198,17 @@ def evaluate(
                 annotations[name] = Exists(queryset.filter(pk=OuterRef("pk")))
                 conditions[name] = (kind, key)
     holds: dict[tuple[str, Hashable], bool] = {}
+    fallback = False
     try:
         loaded = _isolated_query(
             lambda: _loader(reg).filter(pk=event.pk).annotate(**annotations).first())
         if loaded is not None:
             holds = {conditions[name]: bool(getattr(loaded, name)) for name in annotations}
-    except Exception:
-        if not annotations:
+    except Exception as error:
+        if not annotations or not blame(error):
             raise  # the row itself cannot be read: the hub's problem, not a subscriber's
+        fallback = True
+        _fallback_noticed(error)
         loaded = _loader(reg).filter(pk=event.pk).first()
         if loaded is not None:
             for kind, key in conditions.values():
@@ -156,7 +219,7 @@ def evaluate(
                     failed, key, queryset.filter(pk=event.pk).exists)
     if loaded is None:
         # deleted since: leave the views alone, so that its DELETED finds it visible
-        return Answers(None, None, {}, {}, failed)
+        return Answers(None, None, {}, {}, failed, fallback)
     answers = {k: holds.get(("check", k), False) for k in checks}
     for key, check in by_equality.items():
         answers[key] = _isolated(failed, key, functools.partial(_equal, check, loaded, event.pk))
@@ -168,7 +231,7 @@ def evaluate(
         for k, f in checks.items():
             answers[("previous", k)] = _isolated(
                 failed, k, functools.partial(f.matches_deleted, previous))
-    return Answers(loaded, previous, answers, transitions, failed)
+    return Answers(loaded, previous, answers, transitions, failed, fallback)
 
 
 def _isolated_query(ask: Callable[[], Any]) -> Any:

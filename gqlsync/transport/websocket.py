@@ -409,7 +409,14 @@ def _needs_operation_name(payload: dict[str, Any]) -> bool:
         return False
     if query.count("{") < 2:  # each operation has a selection set
         return False
-    return _operations_in(query, get_settings()["MAX_QUERY_TOKENS"]) > 1
+    max_tokens = get_settings()["MAX_QUERY_TOKENS"]
+    if len(query) > _CACHED_DOCUMENT_SIZE:  # not kept: a client could pin megabytes
+        return _operations_in.__wrapped__(query, max_tokens) > 1
+    return _operations_in(query, max_tokens) > 1
+
+
+#: documents up to this many characters have their operation count remembered
+_CACHED_DOCUMENT_SIZE = 8 * 1024
 
 
 @functools.lru_cache(maxsize=1024)
@@ -842,7 +849,15 @@ class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
             self._shedding = asyncio.get_running_loop().create_task(self._shed())
 
     async def _shed(self) -> None:
-        # the close first: ending the legacy handler's operations waits for their tasks
+        # First what needs no write: the server's close waits for a paused peer's socket
+        # to drain (uvicorn), and until then the hub would keep executing this
+        # connection's subscriptions for frames nobody will read.
+        self._release()
+        hub = get_hub()
+        for sub in [s for members in hub.groups.values() for s in members
+                    if s.connection is self]:
+            sub.ended = True  # no error frame: the close below says why
+            hub.unsubscribe(sub)
         with contextlib.suppress(Exception):
             await self.close(code=CLOSE_SLOW_CONSUMER,
                              reason="Slow consumer: too many frames waiting")

@@ -203,6 +203,9 @@ async def test_a_paused_client_with_large_frames_is_closed_and_memory_stays_boun
         await asyncio.wait_for(everything.wait(), 20)
     assert received == expected
 
+    # while it still reads nothing, its subscriptions are gone from the server's hub
+    assert (await asyncio.to_thread(server.stats))["subscriptions"] == 1  # the reader's
+
     # reading again, the paused client finds what was on the wire, then close code 1013
     def drain() -> tuple[int, int]:
         frames = 0
