@@ -545,26 +545,32 @@ class Hub:
     def _delivery_for(
         sub: Subscription, event: Event, answers: rows.Answers, plain: Delivery
     ) -> Delivery | None:
-        """What this subscription sees of the change (``plain``: the change itself)."""
+        """What this subscription sees of the change (``plain``: the change itself).
+
+        Whether the row was in the subscriber's view *and* matched its filters before
+        the change, and whether it does after, decide: in both, the change itself; only
+        after, ``CREATED``; only before, ``DELETED`` carrying the last state it could see.
+        """
         assert answers.instance is not None
         if (any(c.key not in answers.checks for c in sub.checks)
                 or (sub.view is not None and sub.view.key not in answers.views)):
             return None  # it subscribed while the row was being evaluated: from the next
         now = all(answers.checks[c.key] for c in sub.checks)
-        if sub.view is None:
-            return plain if now else None
-        before, after = answers.views[sub.view.key]
+        seen_before, seen_after = (answers.views[sub.view.key] if sub.view is not None
+                                   else (event.op is not Op.CREATED, True))
         if event.op is Op.DELETED:
-            return plain if before and now else None
+            return plain if seen_before and now else None
+        was = all(answers.checks.get(("previous", c.key), answers.checks[c.key])
+                  for c in sub.checks)
+        before, after = seen_before and was, seen_after and now
         if after:
-            if not now:
-                return None
-            return plain if before else Delivery(event, answers.instance, Op.CREATED)
+            if before or event.op is Op.CREATED:
+                return plain
+            return Delivery(event, answers.instance, Op.CREATED)
         if before and answers.previous is not None:
-            # the change took the row out of this subscriber's view: from where it stands
-            # the row is gone, and the last state it could see is the one before the change
-            was = all(answers.checks[("previous", c.key)] for c in sub.checks)
-            return Delivery(event, answers.previous, Op.DELETED) if was else None
+            # the change took the row out of this subscriber's view or filter: from where
+            # it stands the row is gone, and the last state it could see is the previous
+            return Delivery(event, answers.previous, Op.DELETED)
         return None
 
     async def _refresh(

@@ -201,6 +201,17 @@ def _equality(model: type[models.Model], q: Q | None) -> tuple[tuple[str, ...], 
     return tuple(hops), field.attname, value
 
 
+def _fields_of(q: Q) -> set[str]:
+    """The row's own fields a ``Q`` names (the first part of each lookup path)."""
+    found: set[str] = set()
+    for child in q.children:
+        if isinstance(child, Q):
+            found |= _fields_of(child)
+        elif isinstance(child, tuple):
+            found.add(str(child[0]).split(LOOKUP_SEP, 1)[0])
+    return found
+
+
 class RowFilter:
     """One condition on rows: a queryset for live rows, its ``Q`` for deleted ones."""
 
@@ -221,6 +232,14 @@ class RowFilter:
         if found is _UNKNOWN:
             return None  # not joined: ask the database
         return bool(found == value)  # no related row is None: like a LEFT JOIN
+
+    def touched_by(self, changed: set[str]) -> bool:
+        """Can a change to the fields ``changed`` (names) change whether a row matches?
+        Only through the fields the filter names; a filter without a ``Q`` (a custom
+        method) is not judged on previous states, so never."""
+        if self.q is None:
+            return False
+        return not changed.isdisjoint(_fields_of(self.q))
 
     @classmethod
     def where(cls, queryset: QuerySet[Any], q: Q) -> RowFilter:

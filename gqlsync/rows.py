@@ -225,12 +225,18 @@ def _evaluate(
         answers[key] = _isolated(failed, key, functools.partial(_equal, check, loaded, event.pk))
     transitions = {k: view.record(event.pk, holds.get(("view", k), False))
                    for k, view in views.items() if k not in failed}
+    # Did the row match before this change? For a view that let it go, and for every
+    # filter the change touched: ("previous", key). A filter the change did not touch
+    # matched before as it matches now (the hub reads it so), and needs no work.
     previous = None
-    if any(before and not after for before, after in transitions.values()):
+    leaving = any(before and not after for before, after in transitions.values())
+    changed = set(event.changed) if event.op is Op.UPDATED else set()
+    touched = [k for k, f in checks.items() if changed and f.touched_by(changed)]
+    if leaving or touched:
         previous = previous_state(loaded, event)
-        for k, f in checks.items():
+        for k in (checks if leaving else touched):
             answers[("previous", k)] = _isolated(
-                failed, k, functools.partial(f.matches_deleted, previous))
+                failed, k, functools.partial(checks[k].matches_deleted, previous))
     return Answers(loaded, previous, answers, transitions, failed, fallback)
 
 

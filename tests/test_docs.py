@@ -79,6 +79,10 @@ test_example_permission_rule = _permission_rule.test_a_book_turned_draft_leaves_
 _security_settings = load_example("security_settings")
 test_example_security_settings = _security_settings.test_an_over_deep_query_is_refused
 
+_filter_transitions = load_example("filter_transitions")
+test_example_filter_transitions = pytest.mark.django_db(transaction=True)(
+    _filter_transitions.test_a_book_that_changes_author_leaves_and_enters)
+
 _previous_state = load_example("previous_state")
 test_example_previous_state = _previous_state.test_before_is_what_was_committed
 
@@ -92,7 +96,7 @@ RUN_HERE = {
     "capture_events", "ws_client", "rejected_token", "settings", "settings_redis",
     "register", "listen", "permissions", "token_authenticator", "notify", "tracked_queryset",
     "permission_rule", "security_settings", "subscription_filters",
-    "previous_state",
+    "previous_state", "filter_transitions",
 }
 
 
