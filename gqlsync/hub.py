@@ -381,6 +381,12 @@ class Hub:
                 del self.connections[key]
         self._later(self._leave_unused([self._identity_group]))
 
+    def subscriptions_of(self, connection: Connection) -> list[Subscription]:
+        """The subscriptions ``connection`` holds in this process (a list: the caller may
+        end them as it goes)."""
+        return [s for members in self.groups.values() for s in members
+                if s.connection is connection]
+
     def subscription_count(self) -> int:
         return len({s for members in self.groups.values() for s in members})
 
@@ -626,8 +632,7 @@ class Hub:
                 self.stats["revoked"] += 1
                 await connection.close_for(CLOSE_FORBIDDEN, "Forbidden: credentials revoked")
                 continue
-            for sub in [s for members in self.groups.values() for s in members
-                        if s.connection is connection]:
+            for sub in self.subscriptions_of(connection):
                 try:
                     await self._rescope(sub, connection.user)
                 except Exception as error:  # its permission failed: it ends, alone

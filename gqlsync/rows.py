@@ -118,10 +118,7 @@ def _isolated(failed: dict[Hashable, BaseException], key: Hashable,
     refuses, a value it cannot bind, a bug in a custom filter) is recorded as failed and
     answers False, so it can only ever end its own subscriptions."""
     try:
-        if connection.in_atomic_block:  # a failed query must not poison the transaction
-            with transaction.atomic():
-                return ask()
-        return ask()
+        return bool(_isolated_query(ask))
     except Exception as error:
         if not blame(error):
             raise
@@ -241,7 +238,8 @@ def _evaluate(
 
 
 def _isolated_query(ask: Callable[[], Any]) -> Any:
-    """Run ``ask`` so that, inside a transaction, its failure rolls back only itself."""
+    """Run ``ask`` so that, inside a transaction, its failure rolls back only itself
+    (a failed query must not poison the transaction)."""
     if connection.in_atomic_block:
         with transaction.atomic():
             return ask()

@@ -854,8 +854,7 @@ class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
         # connection's subscriptions for frames nobody will read.
         self._release()
         hub = get_hub()
-        for sub in [s for members in hub.groups.values() for s in members
-                    if s.connection is self]:
+        for sub in hub.subscriptions_of(self):
             sub.ended = True  # no error frame: the close below says why
             hub.unsubscribe(sub)
         with contextlib.suppress(Exception):
