@@ -66,13 +66,12 @@ class InvalidToken(Exception):
 
 
 def bearer(value: Any) -> str | None:
-    """The token of an ``Authorization`` value (``"Bearer <token>"``), or ``None``."""
-    if not isinstance(value, str):
+    """The token of an ``Authorization`` value (``"Bearer <token>"``), or ``None`` when
+    there is none or it is malformed (:func:`bearer_credential`, leniently)."""
+    try:
+        return bearer_credential(value)
+    except InvalidToken:
         return None
-    scheme, _, token = value.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
 
 
 def bearer_credential(value: Any) -> str | None:
