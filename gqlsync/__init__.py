@@ -29,6 +29,7 @@ _LAZY = {
     "Permission": "gqlsync.permissions",
     "TrackedManager": "gqlsync.capture",
     "TrackedQuerySet": "gqlsync.capture",
+    "cursor": "gqlsync.fields",
     "event_type": "gqlsync.fields",
     "get_user": "gqlsync.auth",
     "identity_changed": "gqlsync.capture",
@@ -56,6 +57,7 @@ __all__ = [
     "TrackedQuerySet",
     "__version__",
     "authorize",
+    "cursor",
     "event_type",
     "get_user",
     "identity_changed",
@@ -71,7 +73,7 @@ if TYPE_CHECKING:
     from gqlsync.auth import get_user, make_token
     from gqlsync.capture import TrackedManager, TrackedQuerySet, identity_changed, notify
     from gqlsync.events import Event, Op
-    from gqlsync.fields import Change, ChangeOp, event_type, listen, subscription
+    from gqlsync.fields import Change, ChangeOp, cursor, event_type, listen, subscription
     from gqlsync.permissions import (
         AllowAny,
         DjangoPerms,

@@ -7,12 +7,18 @@ names keep to Channels' rules (ASCII letters, digits, ``-_.``, under 100 charact
 primary keys that cannot appear in a name as they are (UUIDs with braces, long strings)
 are hashed.
 
+Before an event is sent it is appended to the replay log (:mod:`gqlsync.log`) of its
+model's group, which gives it its cursor: the order of the log is the order subscribers
+resume in. With the log turned off (``GQLSYNC["LOG"] = None``) cursors are made in the
+process and cannot be resumed from.
+
 The broker only moves plain-data events; it neither knows nor calls the hub.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import os
@@ -26,6 +32,7 @@ from channels.layers import get_channel_layer
 from gqlsync.conf import get_settings
 from gqlsync.events import Event
 from gqlsync.exceptions import ConfigurationError
+from gqlsync.log import get_log
 
 logger = logging.getLogger("gqlsync.broker")
 
@@ -93,9 +100,67 @@ def _lock() -> asyncio.Lock:
     return _send_lock
 
 
-async def apublish(events: Sequence[Event]) -> None:
-    """Send ``events`` to their groups, in order (numbered and sent under one lock, so the
-    numbers of a group arrive in order)."""
+def stamp(events: Sequence[Event]) -> list[Event]:
+    """Append ``events`` to the replay log; the same events carrying the log's cursors.
+
+    One append per model group (a transaction's events are usually one or two groups).
+    Without a log, the events keep the cursors they were made with.
+    """
+    log = get_log()
+    if log is None:
+        return list(events)
+    by_stream: dict[str, list[int]] = {}
+    for index, event in enumerate(events):
+        by_stream.setdefault(model_group(event.model), []).append(index)
+    stamped = list(events)
+    for stream, indexes in by_stream.items():
+        bodies = [_log_body(events[i]) for i in indexes]
+        hole = stream in _holes
+        try:
+            cursors = log.append(stream, [HOLE, *bodies] if hole else bodies)
+        except Exception:
+            # Not in the log: live subscribers still get these events (with cursors no
+            # one can resume from), and the next append marks the hole, so a client
+            # resuming across it is told to resync instead of silently missing them.
+            _holes.add(stream)
+            logger.exception("gqlsync: the replay log refused %d event(s) of %s",
+                             len(bodies), stream)
+            continue
+        _holes.discard(stream)
+        for i, cursor in zip(indexes, cursors[1:] if hole else cursors, strict=True):
+            stamped[i] = dataclasses.replace(events[i], cursor=cursor)
+    return stamped
+
+
+#: the log entry that stands for events the log could not take
+HOLE: dict[str, Any] = {"hole": True}
+#: streams whose last append failed (this process's memory: a hole is recorded by the
+#: process that made it, when the log takes its next append)
+_holes: set[str] = set()
+
+
+def _log_body(event: Event) -> dict[str, Any]:
+    body = event.to_message()
+    del body["type"], body["cursor"]
+    return body
+
+
+async def astamp(events: Sequence[Event]) -> list[Event]:
+    """:func:`stamp` from the event loop: a log that does I/O is written from a thread."""
+    log = get_log()
+    if log is not None and log.blocking:
+        return await asyncio.to_thread(stamp, events)
+    return stamp(events)
+
+
+def _observe(events: Sequence[Event]) -> None:
+    for observer in list(observers):
+        observer(events)
+
+
+async def _send(events: Sequence[Event]) -> None:
+    """Send stamped ``events`` to their groups, in order (numbered and sent under one
+    lock, so the numbers of a group arrive in order)."""
     layer = get_layer()
     async with _lock():
         for event in events:
@@ -103,8 +168,15 @@ async def apublish(events: Sequence[Event]) -> None:
                 await layer.group_send(group, message)
 
 
+async def apublish(events: Sequence[Event]) -> None:
+    """Log ``events`` and send them to their groups, from async code."""
+    stamped = await astamp(events)
+    _observe(stamped)
+    await _send(stamped)
+
+
 def publish(events: Sequence[Event]) -> None:
-    """Send ``events`` from synchronous code (the commit hooks run there).
+    """Log ``events`` and send them, from synchronous code (the commit hooks run there).
 
     From a thread of ``sync_to_async`` (an ORM write in an async view) this hops to the
     event loop and waits. Called on the event loop's own thread it schedules the sends
@@ -112,13 +184,19 @@ def publish(events: Sequence[Event]) -> None:
     """
     if not events:
         return
-    for observer in list(observers):
-        observer(events)
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        async_to_sync(apublish)(events)
+        stamped = stamp(events)
+        _observe(stamped)
+        async_to_sync(_send)(stamped)
         return
-    task = loop.create_task(apublish(events))
+    log = get_log()
+    if log is None or not log.blocking:
+        stamped = stamp(events)
+        _observe(stamped)
+        task = loop.create_task(_send(stamped))
+    else:
+        task = loop.create_task(apublish(events))
     _background.add(task)
     task.add_done_callback(_background.discard)

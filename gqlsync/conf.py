@@ -71,6 +71,18 @@ class GQLSyncSettings(TypedDict):
     #: past it, a subscription bringing a new one is refused (equal filters and exact
     #: matches are always admitted). About a millisecond each per event on PostgreSQL.
     MAX_DISTINCT_FILTERS: int
+    #: The replay log subscriptions resume from (``after:``): ``"auto"`` (a Redis Stream
+    #: per model with channels-redis, process memory with the in-memory layer), a
+    #: backend's dotted path, or ``None`` (no resuming: ``after`` gets ``RESYNC``).
+    LOG: str | None
+    #: Events the log keeps per model; a cursor older than the oldest kept gets
+    #: ``RESYNC``. 10,000 events of a few hundred bytes: a few MB per model in Redis.
+    LOG_MAX_EVENTS: int
+    #: Seconds the log keeps an event: a client away longer refetches instead.
+    LOG_MAX_AGE: float
+    #: The Redis the log lives in (a channels-redis ``hosts`` entry); ``None``: the
+    #: channel layer's first host.
+    LOG_REDIS: Any
 
 
 DEFAULTS: GQLSyncSettings = {
@@ -93,6 +105,10 @@ DEFAULTS: GQLSyncSettings = {
     "ALLOW_REGEX_FILTERS": False,
     "MAX_FILTER_TERMS": 50,
     "MAX_DISTINCT_FILTERS": 200,
+    "LOG": "auto",
+    "LOG_MAX_EVENTS": 10_000,
+    "LOG_MAX_AGE": 3600.0,
+    "LOG_REDIS": None,
 }
 
 

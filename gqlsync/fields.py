@@ -4,8 +4,10 @@
 
     type BookEvent { op: ChangeOp!  id: ID!  cursor: String!  node: Book! }
 
-with the arguments ``filters`` (the type's strawberry-django filter input, when it has one)
-and ``id`` (watch one row). The node of a ``DELETED`` event is the row's last state.
+with the arguments ``filters`` (the type's strawberry-django filter input, when it has one),
+``id`` (watch one row) and ``after`` (resume from the ``cursor`` of the last event received:
+what was missed comes first, then the live changes). The node of a ``DELETED`` event is
+the row's last state.
 
 ``gqlsync.listen(info, BookType, where=Q(...))`` is the same stream as an async iterator of
 :class:`Change`, for resolvers with custom arguments or logic; yield the changes as they
@@ -14,6 +16,7 @@ come (they resolve as the type's ``BookEvent``) or build anything from them.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Hashable
@@ -32,9 +35,11 @@ from strawberry_django.filters import process_filters
 from gqlsync import broker, registry
 from gqlsync.auth import get_user
 from gqlsync.events import Op
+from gqlsync.exceptions import ResyncRequired
 from gqlsync.execute import OPENER, FrameSender, SharedOperation
 from gqlsync.guard import check_filter
 from gqlsync.hub import Delivery, Rescope, Subscription, current_sender, get_hub
+from gqlsync.log import Gap, Position, get_log
 from gqlsync.matching import RowFilter
 from gqlsync.permissions import (
     Permission,
@@ -126,6 +131,7 @@ async def listen(
     where: Q | None = None,
     pk: Any = None,
     permission: Permission | None = None,
+    after: str | None = None,
     _share: bool = False,
 ) -> AsyncIterator[Change]:
     """Stream the committed changes to ``type_``'s model that this subscriber may see.
@@ -133,6 +139,11 @@ async def listen(
     - ``filters``: a strawberry-django filter input value (as the field received it);
     - ``where``: any ``Q`` on the model;
     - ``pk``: watch one row only;
+    - ``after``: the ``cursor`` of the last change the client received: first what it
+      missed since (rows it may see as they are now, rows it may no longer see as
+      ``DELETED``), then the live changes, with no gap and no duplicate between. A cursor
+      the log can no longer resume from ends the stream with
+      :class:`~gqlsync.exceptions.ResyncRequired` (``extensions.code == "RESYNC"``);
     - ``permission``: a :class:`~gqlsync.permissions.Permission` (default: the one
       ``@gqlsync.protect`` put on ``type_``); checked now (a GraphQL error if the user may
       not subscribe), on every event (a row the user may not see is never sent; one that
@@ -141,7 +152,7 @@ async def listen(
     """
     sender = current_sender.get() if _share else None
     subscription = await _open(info, type_, filters=filters, where=where, pk=pk,
-                               permission=permission, sender=sender)
+                               permission=permission, after=after, sender=sender)
     to_change = subscription.to_root
     assert to_change is not None
     try:
@@ -161,6 +172,7 @@ async def _open(
     where: Q | None = None,
     pk: Any = None,
     permission: Permission | None = None,
+    after: str | None = None,
     sender: FrameSender | None = None,
 ) -> Subscription:
     """Check the subscriber's permission and register its subscription with the hub.
@@ -182,7 +194,8 @@ async def _open(
         check_filter(where, trusted=True)
         checks.append(RowFilter.where(base, where))
     group = broker.row_group(label, pk) if pk is not None else broker.model_group(label)
-    subscription = Subscription(model=label, group=group, checks=checks)
+    subscription = Subscription(model=label, group=group, checks=checks, pk=pk,
+                                after=_resume_from(after))
     # the type's own get_queryset hides rows from its queries: from its events too
     # (it may read the database, e.g. the user's teams: off the event loop)
     kept = (await sync_to_async(own_rows)(type_, base, info)
@@ -216,6 +229,18 @@ async def _open(
     return subscription
 
 
+def _resume_from(after: str | None) -> Position | None:
+    """The log position ``after`` names; a GraphQL error (``RESYNC``) if it names none."""
+    if after is None or after is strawberry.UNSET:
+        return None
+    try:
+        return Position.parse(after)
+    except Gap:
+        raise GraphQLError(f"{after!r} is not a cursor this server issued: refetch, then "
+                           "subscribe without one.",
+                           extensions={"code": ResyncRequired.code}) from None
+
+
 def _rescoper(rule: Permission, base: QuerySet[Any], kept: QuerySet[Any] | None) -> Rescope:
     """How a subscription's scope and visible rows follow its user (identity changes);
     ``kept``: the rows the type's own ``get_queryset`` keeps, when it hides some."""
@@ -244,6 +269,33 @@ def _to_change(type_: type) -> Callable[[Delivery], Change]:
     return to_change
 
 
+def cursor(type_: type, *, name: str | None = None, description: str | None = None) -> Any:
+    """A query field: the cursor a subscription to ``type_``'s changes resumes from *now*.
+
+    Select it in the same query as the rows, before them (fields of a query resolve in
+    order), and subscribe with ``after:`` it: whatever changed between the query and the
+    subscription arrives first. Rows changed while the query ran may come again, with
+    their current state, which folds to the same copy.
+    """
+    model = _definition(type_).model
+    registry.register(model)
+    label = registry.label_of(model)
+
+    async def resolver() -> str:
+        log = get_log()
+        if log is None:
+            raise GraphQLError("This server keeps no log to resume from.",
+                               extensions={"code": ResyncRequired.code})
+        stream = broker.model_group(label)
+        position = (await asyncio.to_thread(log.head, stream) if log.blocking
+                    else log.head(stream))
+        return position.cursor()
+
+    return strawberry.field(resolver=resolver, name=name, description=description or (
+        f"Where a {_graphql_name(type_)} subscription started now resumes from "
+        "(pass it as `after`)."))
+
+
 def subscription(
     type_: type,
     *,
@@ -264,21 +316,23 @@ def subscription(
     filter_type = filters if filters is not None else definition.filters
 
     async def resolver(
-        info: Info, filters: Any = None, id: strawberry.ID | None = None
+        info: Info, filters: Any = None, id: strawberry.ID | None = None,
+        after: str | None = None,
     ) -> AsyncGenerator[Any, None]:
         async for change in listen(
             info, type_, filters=filters, pk=_pk_of(type_, id), permission=permission,
-            _share=True,
+            after=after, _share=True,
         ):
             yield change
 
     async def opener(
-        info: Info, sender: FrameSender, filters: Any = None, id: strawberry.ID | None = None
+        info: Info, sender: FrameSender, filters: Any = None, id: strawberry.ID | None = None,
+        after: str | None = None,
     ) -> Subscription:
         """The same subscription, opened without a generator (the WebSocket transport's
         own subscribe step for generated fields; see ``gqlsync.transport.subscribe``)."""
         return await _open(info, type_, filters=filters, pk=_pk_of(type_, id),
-                           permission=permission, sender=sender)
+                           permission=permission, after=after, sender=sender)
 
     setattr(resolver, OPENER, opener)
 
@@ -288,10 +342,14 @@ def subscription(
             "id", inspect.Parameter.KEYWORD_ONLY, default=None,
             annotation=strawberry.ID | None,
         ),
+        inspect.Parameter(
+            "after", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=str | None,
+        ),
     ]
     annotations: dict[str, Any] = {
         "info": Info,
         "id": strawberry.ID | None,
+        "after": str | None,
         "return": AsyncGenerator[event_cls, None],  # type: ignore[valid-type]
     }
     if filter_type is not None:

@@ -44,16 +44,20 @@ from typing import Any, Protocol
 from asgiref.sync import sync_to_async
 from django.db import models
 
-from gqlsync import broker, execute, rows
+from gqlsync import broker, execute, resume, rows
 from gqlsync.conf import get_settings
 from gqlsync.events import IDENTITY, Event, Op, pk_key
-from gqlsync.exceptions import SlowConsumerError, SubscriptionEnded
+from gqlsync.exceptions import ResyncRequired, SlowConsumerError, SubscriptionEnded
+from gqlsync.log import Gap, Position, get_log
 from gqlsync.matching import Members, RowFilter, TrackedView
 
 logger = logging.getLogger("gqlsync.hub")
 
 #: close code for a connection whose user is no longer who they were (graphql-ws' Forbidden)
 CLOSE_FORBIDDEN = 4403
+
+#: the inbox item that catches a resumed subscription up, in line with the events
+RESUME = "gqlsync.resume"
 
 #: Set by the transport around each operation it runs: that operation's way out. A
 #: subscription that finds it hands its sending to the hub (shared execution).
@@ -114,6 +118,14 @@ class Subscription:
     model: str
     group: str
     checks: Sequence[RowFilter] = ()
+    #: the one row watched (``id:`` subscriptions), or None for the whole model
+    pk: Any = None
+    #: resume from here (``after:``): catch up from the log, then go live
+    after: Position | None = None
+    #: catching up: live events wait for the catch-up, which covers them
+    resuming: bool = False
+    #: events at or before this log position reached it by catching up: skip them live
+    floor: tuple[int, int] | None = None
     #: who is asking, as a permission scope: equal scopes see the same rows and fields
     scope: Hashable = None
     #: the rows this subscriber's permission lets it see, when that can change over time
@@ -274,7 +286,7 @@ class Hub:
         #: counters, for tests, the stats endpoint and benchmarks
         self.stats = {"events": 0, "deliveries": 0, "executions": 0, "stale": 0, "errors": 0,
                       "revoked": 0, "dropped": 0, "isolated": 0,
-                      "fallbacks": 0}
+                      "fallbacks": 0, "resumed": 0}
         self._last_seq: dict[tuple[str, str], int] = {}
 
     # ------------------------------------------------------------------ membership
@@ -324,12 +336,17 @@ class Hub:
         self._admit(subscription)
         if subscription.view_queryset is not None:
             subscription.view = await self.views.acquire(subscription.view_queryset)
+        subscription.resuming = subscription.after is not None
         async with self._lock:
             await self._join(subscription.group)
             self.groups.setdefault(subscription.group, Members()).add(subscription)
             for group in subscription.depends_on:
                 await self._join(group)
                 self.watchers.setdefault(group, set()).add(subscription)
+        if subscription.resuming:
+            # joined first, then read the log: whatever is sent from now on is either in
+            # what the catch-up reads or arrives after it (and is past its floor)
+            self._inbox.put_nowait({"type": RESUME, "subscription": subscription})
 
     def _admit(self, subscription: Subscription) -> None:
         """Refuse a subscription whose filter would be one distinct SQL condition too many
@@ -438,9 +455,20 @@ class Hub:
                 "gqlsync hub: the channel layer dropped %d message(s) of group %s; raise the "
                 "layer's capacity (see docs: scaling)", missing, group,
             )
+            # never a silent gap: whoever may have missed them refetches (and may resume)
+            members = self.groups.get(group)
+            lost = [*(members or ()), *self.watchers.get(group, ())]
+            for sub in lost:
+                sub.end(ResyncRequired(
+                    "Changes to this subscription's data were lost on the way: refetch, "
+                    "then subscribe again."))
+                self.unsubscribe(sub)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Serve one channel-layer message to the local subscriptions of its group."""
+        if message.get("type") == RESUME:
+            await self._resume(message["subscription"])
+            return
         self._count_drops(message)
         group = message.get("group", "")
         if group == self._identity_group:
@@ -471,11 +499,19 @@ class Hub:
             self.stats["stale"] += 1
             return
         plain = Delivery(event, answers.instance, event.op)
+        position: tuple[int, int] | None = None
         # subscriptions with the same conditions get the same answer (and, for shared
         # execution, the same Delivery object, so they group without comparing rows)
         decided: dict[tuple[Sequence[RowFilter], TrackedView | None], Delivery | None] = {}
         pairs: list[tuple[Subscription, Delivery | None]] = []
         for sub in members.candidates(answers.instance, answers.previous):
+            if sub.resuming:
+                continue  # its catch-up, still to come, covers this event
+            if sub.floor is not None:
+                if position is None:
+                    position = _position(event.cursor)
+                if position <= sub.floor:
+                    continue  # it reached the subscriber by catching up
             if not sub.checks and sub.view is None:
                 pairs.append((sub, plain))
                 continue
@@ -602,6 +638,7 @@ class Hub:
     async def _announce(self, subs: Sequence[Subscription], added: set[Any],
                         removed: set[Any]) -> None:
         """Send rows entering (CREATED) and leaving (DELETED) the subscribers' view."""
+        subs = [s for s in subs if not s.resuming]  # their catch-up sees the change
         if not subs:
             return
         model = subs[0].model
@@ -618,6 +655,33 @@ class Hub:
                 (sub, delivery if all(answers[(c.key, pk)] for c in sub.checks) else None)
                 for sub in subs
             ])
+
+    # ------------------------------------------------------------------ resuming
+
+    async def _resume(self, sub: Subscription) -> None:
+        """Catch ``sub`` up on what it missed since its cursor, then let it go live.
+
+        Runs in line with the events (an inbox item), so no event is handled for it
+        while it catches up; events the catch-up covered are skipped when they arrive.
+        """
+        if sub.ended:
+            return
+        try:
+            missed, head = await sync_to_async(_catch_up)(sub, self._identity_group)
+        except ResyncRequired as error:
+            sub.end(error)
+            self.unsubscribe(sub)
+            return
+        except Exception as error:
+            if not await sync_to_async(rows.blame)(error):
+                raise
+            self._fail([sub], {"execution": error}, "its missed changes could not be read")
+            return
+        if sub.ended:
+            return
+        sub.floor, sub.resuming = head, False
+        self.stats["resumed"] += 1
+        await self._send([(sub, Delivery(m.event, m.instance, m.op)) for m in missed])
 
     # ------------------------------------------------------------------ identity
 
@@ -695,6 +759,57 @@ class Hub:
         self.groups.clear()
         self.watchers.clear()
         self.channel = None
+
+
+def _position(cursor: str) -> tuple[int, int]:
+    try:
+        return Position.parse(cursor).key()
+    except Gap:  # not from the log (it is off): never at or before a floor
+        return (sys.maxsize, 0)
+
+
+#: the last sequence number a position can have: "anything at this millisecond or later"
+_ANY = 2**62
+
+
+def _catch_up(sub: Subscription, identity: str) -> tuple[list[resume.Missed], tuple[int, int]]:
+    """What ``sub`` missed since ``sub.after`` (sync: the hub's database thread), and
+    the log position the catch-up reached. Raises :class:`ResyncRequired` when that
+    cannot be told exactly."""
+    log = get_log()
+    after = sub.after
+    assert after is not None
+    if log is None:
+        raise ResyncRequired("This server keeps no log to resume from: refetch, then "
+                             "subscribe without a cursor.")
+    try:
+        entries, head = log.read(broker.model_group(sub.model), after)
+        # what the subscriber may see may have changed since: rules' dependencies, and
+        # the subscriber's own identity (groups, permissions)
+        since = Position(max(after.ms - 1, 0), _ANY)
+        for group in sub.depends_on:
+            if log.read(group, since)[0]:
+                raise ResyncRequired("What this subscription may see changed while it was "
+                                     "away: refetch, then subscribe again.")
+        user = getattr(sub.connection, "user", None)
+        if user is not None and getattr(user, "is_authenticated", False):
+            mine = pk_key(user.pk)
+            if any(pk_key(m.get("pk")) == mine for _, m in log.read(identity, since)[0]):
+                raise ResyncRequired("Your permissions changed while this subscription was "
+                                     "away: refetch, then subscribe again.")
+    except Gap as gap:
+        raise ResyncRequired(f"This subscription cannot be resumed from its cursor ({gap}): "
+                             "refetch, then subscribe again.") from gap
+    if any(message.get("hole") for _, message in entries):
+        raise ResyncRequired("Changes made while the replay log was unreachable cannot be "
+                             "replayed: refetch, then subscribe again.")
+    events = [Event.from_message({**message, "cursor": cursor}) for cursor, message in entries]
+    if sub.pk is not None:
+        events = [e for e in events if pk_key(e.pk) == pk_key(sub.pk)]
+    conditions = [c.selects() for c in sub.checks]
+    if sub.view is not None:
+        conditions.append(sub.view.selects())
+    return resume.missed(sub.model, resume.net_changes(events), conditions), head.key()
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()

@@ -1,9 +1,11 @@
 """A schema for the permission tests: every message a user may see, as query and stream."""
 
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import strawberry
 import strawberry_django
+from django.db.models import Q
 from strawberry import auto
 from strawberry_django.optimizer import DjangoOptimizerExtension
 from strawberry_django.permissions import IsStaff
@@ -24,6 +26,8 @@ class StaffAuthorType:
 
 @strawberry.type
 class Query:
+    # where a messages subscription started now resumes from (selected before the rows)
+    messages_cursor: str = gqlsync.cursor(MessageType)
     # MessageType is protected by the demo's members-only rule
     messages: list[MessageType] = strawberry_django.field()
 
@@ -37,6 +41,15 @@ class Subscription:
     )
     # default scope (the user): field-level rules differ per user, so nothing is shared
     author_changed = gqlsync.subscription(StaffAuthorType, permission=gqlsync.Permission())
+
+    @strawberry.subscription
+    async def room_messages(
+        self, info: strawberry.Info, room: str, after: str | None = None,
+    ) -> AsyncGenerator[gqlsync.event_type(MessageType), None]:  # type: ignore[misc]
+        """A hand-written subscription: a filter (``where``) on top of the permission."""
+        async for change in gqlsync.listen(info, MessageType, where=Q(room__name=room),
+                                           after=after):
+            yield change
 
 
 schema = strawberry.Schema(

@@ -90,13 +90,17 @@ _subscription_filters = load_example("subscription_filters")
 test_example_subscription_filters = pytest.mark.django_db(transaction=True)(
     _subscription_filters.test_a_regex_filter_is_refused_and_others_go_on)
 
+_resume = load_example("resume")
+test_example_resume = pytest.mark.django_db(transaction=True)(
+    _resume.test_a_client_that_reconnects_misses_nothing)
+
 # Examples exercised by the tests below, by file name. Together with the re-exports
 # above this must be every file in docs/examples/.
 RUN_HERE = {
     "capture_events", "ws_client", "rejected_token", "settings", "settings_redis",
     "register", "listen", "permissions", "token_authenticator", "notify", "tracked_queryset",
     "permission_rule", "security_settings", "subscription_filters",
-    "previous_state", "filter_transitions",
+    "previous_state", "filter_transitions", "resume",
 }
 
 

@@ -10,7 +10,7 @@ from channels.layers import get_channel_layer
 from django.db.models import Q
 
 from gqlsync import broker
-from gqlsync.exceptions import SlowConsumerError
+from gqlsync.exceptions import ResyncRequired, SlowConsumerError
 from gqlsync.hub import Subscription, get_hub
 from gqlsync.matching import RowFilter
 from schema_examples.bookstore.models import Author, Book
@@ -145,9 +145,11 @@ async def test_an_event_for_a_row_deleted_since_is_skipped(lee: Author) -> None:
     await hub.close()
 
 
-async def test_a_message_the_layer_dropped_is_counted_and_logged(
+async def test_a_message_the_layer_dropped_is_counted_logged_and_never_silent(
     lee: Author, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A subscriber that may have missed a change is told so (RESYNC): it refetches, or
+    resumes from its cursor, instead of holding a copy that silently drifted."""
     hub = get_hub()
     sub = Subscription("bookstore.book", BOOKS)
     await hub.subscribe(sub)
@@ -162,9 +164,11 @@ async def test_a_message_the_layer_dropped_is_counted_and_logged(
     assert lost
     book.title = "three"
     await sync_to_async(book.save)()
-    await asyncio.wait_for(sub.next(), 2)
+    with pytest.raises(ResyncRequired):
+        await asyncio.wait_for(sub.next(), 2)
     assert hub.stats["dropped"] == 1
     assert "dropped 1 message" in caplog.text
+    assert hub.subscription_count() == 0
     del layer
     await hub.close()
 

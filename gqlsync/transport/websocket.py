@@ -333,7 +333,8 @@ class _DirectOperation:
         logger.info("gqlsync: subscription %s ended: %s", self.id, error)
         consumer = cast(Any, self.handler.websocket).ws_consumer
         writer = _writer(consumer)
-        error_payload = {"data": None, "errors": [GraphQLError(str(error)).formatted]}
+        graphql_error = error if isinstance(error, GraphQLError) else GraphQLError(str(error))
+        error_payload = {"data": None, "errors": [graphql_error.formatted]}
         for message in ({"id": self.id, "type": "next", "payload": error_payload},
                         {"id": self.id, "type": "complete"}):
             writer.enqueue(json.dumps(message), _never, _nothing)

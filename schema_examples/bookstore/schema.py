@@ -14,6 +14,8 @@ from schema_examples.validation import validated
 
 @strawberry.type
 class Query:
+    # select it before `books`, then subscribe with `bookChanged(after: <it>)`
+    books_cursor: str = gqlsync.cursor(BookType)
     books: list[BookType] = strawberry_django.field()
 
 

@@ -63,6 +63,7 @@ def _send(user: User, room: str, text: str) -> Message:
 class Query:
     # RoomType is protected: strawberry-django filters this list to the user's rooms
     rooms: list[RoomType] = strawberry_django.field()
+    messages_cursor: str = gqlsync.cursor(MessageType)
 
 
 @strawberry.type
@@ -81,10 +82,12 @@ class Mutation:
 class Subscription:
     @strawberry.subscription
     async def message_changed(
-        self, info: Info, room: str
+        self, info: Info, room: str, after: str | None = None
     ) -> AsyncGenerator[MessageEvent, None]:  # type: ignore[valid-type]
         user = gqlsync.get_user(info)
         await sync_to_async(_member_room)(user, room)
-        # MessageType is protected: only messages the user may see, re-checked per event
-        async for change in gqlsync.listen(info, MessageType, where=Q(room__name=room)):
+        # MessageType is protected: only messages the user may see, re-checked per event;
+        # after: the cursor of the last event a reconnecting client received
+        async for change in gqlsync.listen(info, MessageType, where=Q(room__name=room),
+                                           after=after):
             yield change
