@@ -135,6 +135,20 @@ def _committed_image(instance: models.Model, using: str) -> dict[str, Any] | Non
     return image
 
 
+def _after_image(instance: models.Model, reg: registry.Registration,
+                 using: str) -> dict[str, Any] | None:
+    """The row's travelling values as this save wrote them: from the instance, or read
+    back when the database wrote some of them (``F()``, deferred fields). ``None``: the
+    row is gone already (deleted by a trigger)."""
+    values = instance.__dict__
+    if all(name in values and not hasattr(values[name], "resolve_expression")
+           for name in reg.snapshot_fields):
+        return {name: to_primitive(values[name]) for name in reg.snapshot_fields}
+    row = (type(instance)._base_manager.using(using).filter(pk=instance.pk)
+           .values(*reg.snapshot_fields).first())
+    return None if row is None else {k: to_primitive(v) for k, v in row.items()}
+
+
 def _differs(field: Any, old: Any, new: Any) -> bool:
     if hasattr(new, "resolve_expression"):  # F(), Concat(...): written by the database
         return True
@@ -201,15 +215,17 @@ def _on_post_save(
 ) -> None:
     if raw:  # loaddata: fixtures are not user changes
         return
-    label = registry.label_of(sender)
+    reg = registry.get(sender)
+    label = reg.label
     image = instance.__dict__.pop(_IMAGE, _MISSING)
+    after = _after_image(instance, reg, using)
     if created or image is None:  # image None: a save() with a new pk inserted it
-        event = Event(label, pk_key(instance.pk), Op.CREATED)
+        event = Event(label, pk_key(instance.pk), Op.CREATED, after=after)
     elif image is _MISSING:  # connected between pre_save and post_save: unknown
-        event = Event(label, pk_key(instance.pk), Op.UPDATED)
+        event = Event(label, pk_key(instance.pk), Op.UPDATED, after=after)
     else:
         changed, before = _changes(instance, image, update_fields)
-        event = Event(label, pk_key(instance.pk), Op.UPDATED, changed, before)
+        event = Event(label, pk_key(instance.pk), Op.UPDATED, changed, before, after=after)
     record(event, using)
 
 
@@ -459,9 +475,16 @@ class TrackedQuerySet(models.QuerySet[_M], Generic[_M]):
             rows = list(self.values("pk", *travelling))
             count = super().update(**kwargs)
             names = tuple(f.name for f in fields)
+            # what the update wrote (expressions included), for events handled late
+            after = {pk_key(row["pk"]): {k: to_primitive(v) for k, v in row.items()
+                                         if k in reg.snapshot_fields}
+                     for row in self.model._base_manager.using(self.db)
+                     .filter(pk__in=[r["pk"] for r in rows])
+                     .values("pk", *reg.snapshot_fields)} if rows else {}
             for row in rows:
                 before = {a: to_primitive(row[a]) for a in travelling}
-                record(Event(reg.label, pk_key(row["pk"]), Op.UPDATED, names, before), self.db)
+                record(Event(reg.label, pk_key(row["pk"]), Op.UPDATED, names, before,
+                             after=after.get(pk_key(row["pk"]))), self.db)
         return count
 
     def bulk_create(self, objs: Iterable[_M], *args: Any, **kwargs: Any) -> list[_M]:
@@ -470,10 +493,12 @@ class TrackedQuerySet(models.QuerySet[_M], Generic[_M]):
             # update_conflicts may have updated existing rows: say UPDATED, which
             # subscribers treat as "reload"; ignore_conflicts leaves pks unknown.
             op = Op.UPDATED if kwargs.get("update_conflicts") else Op.CREATED
-            label = registry.label_of(self.model)
+            reg = registry.get(self.model)
             for obj in created:
                 if obj.pk is not None:
-                    record(Event(label, pk_key(obj.pk), op), self.db)
+                    after = (None if kwargs.get("update_conflicts")
+                             else _after_image(obj, reg, self.db))
+                    record(Event(reg.label, pk_key(obj.pk), op, after=after), self.db)
         return created
 
     def bulk_update(

@@ -11,7 +11,10 @@ the row's last visible values:
   they are known), for consumers that need the transition, not only the new state;
 - ``DELETED`` carries ``before``: the row's last values (its registration's travelling
   fields, foreign keys as ids, and the last state of registered rows they point to), which
-  become the event's ``node``.
+  become the event's ``node``;
+- ``CREATED`` and ``UPDATED`` carry ``after``: the row's travelling values as this commit
+  left them, so that an event handled after later commits (the row changed again, or is
+  gone) is still judged on the state it describes.
 """
 
 from __future__ import annotations
@@ -92,6 +95,8 @@ class Event:
     before: dict[str, Any] | None = None
     """Previous values of ``changed`` (``UPDATED``) or the last values (``DELETED``)."""
     cursor: str = field(default_factory=new_cursor)
+    after: dict[str, Any] | None = None
+    """The row's travelling values after the change (``CREATED``/``UPDATED``), when known."""
 
     def to_message(self) -> dict[str, Any]:
         """The channel-layer message; ``type`` routes it, the rest is the event."""
@@ -103,6 +108,7 @@ class Event:
             "changed": list(self.changed),
             "before": self.before,
             "cursor": self.cursor,
+            "after": self.after,
         }
 
     @classmethod
@@ -115,6 +121,7 @@ class Event:
             changed=tuple(message.get("changed") or ()),
             before=message.get("before"),
             cursor=str(message["cursor"]),
+            after=message.get("after"),
         )
 
     def merge(self, later: Event) -> Event | None:
@@ -133,7 +140,8 @@ class Event:
         if first is Op.CREATED and then is Op.DELETED:
             return None
         if first is Op.CREATED:
-            return Event(self.model, self.pk, Op.CREATED, cursor=later.cursor)
+            return Event(self.model, self.pk, Op.CREATED, cursor=later.cursor,
+                         after=later.after)
         if then is Op.DELETED:
             # updated, then deleted: the last *committed* values are the update's
             # previous ones, laid over the row as it was when deleted
@@ -146,7 +154,8 @@ class Event:
                 last.update(self.before)
             return Event(self.model, self.pk, Op.DELETED, later.changed, last, later.cursor)
         if first is Op.DELETED:  # deleted, then created again with the same key
-            return Event(self.model, self.pk, Op.UPDATED, cursor=later.cursor)
+            return Event(self.model, self.pk, Op.UPDATED, cursor=later.cursor,
+                         after=later.after)
         # UPDATED then UPDATED (or UPDATED then CREATED, which a save() after delete can't be)
         if not self.changed or not later.changed:
             changed: tuple[str, ...] = ()
@@ -154,4 +163,5 @@ class Event:
         else:
             changed = tuple(dict.fromkeys((*self.changed, *later.changed)))
             before = {**(later.before or {}), **(self.before or {})}
-        return Event(self.model, self.pk, Op.UPDATED, changed, before, later.cursor)
+        return Event(self.model, self.pk, Op.UPDATED, changed, before, later.cursor,
+                     later.after)

@@ -232,6 +232,18 @@ class Subscription:
 # --------------------------------------------------------------------------- the hub
 
 
+def _load_view(view: TrackedView) -> None:
+    """Read a view's keys, noting first where the model's log stood (sync)."""
+    log = get_log()
+    if log is not None:
+        try:
+            view.position = log.head(broker.model_group(view.queryset.model._meta.label_lower)
+                                     ).key()
+        except Exception:  # no log position: refreshes cannot tell pending rows
+            logger.exception("gqlsync hub: the replay log could not be read")
+    view.load()
+
+
 class _Views:
     """Shared, ref-counted :class:`TrackedView` objects, by key."""
 
@@ -245,7 +257,7 @@ class _Views:
             view, count = found
             self.views[candidate.key] = (view, count + 1)
             return view
-        await sync_to_async(candidate.load)()
+        await sync_to_async(_load_view)(candidate)
         found = self.views.get(candidate.key)  # another subscriber may have loaded it
         if found is not None:
             view, count = found
@@ -288,6 +300,11 @@ class Hub:
                       "revoked": 0, "dropped": 0, "isolated": 0,
                       "fallbacks": 0, "resumed": 0}
         self._last_seq: dict[tuple[str, str], int] = {}
+        #: model group -> log position of the newest of its events this hub handled
+        self._handled: dict[str, tuple[int, int]] = {}
+        self._handled_cursor: dict[str, str] = {}
+        #: groups a subscription is joining (kept joined before it is a member)
+        self._pins: collections.Counter[str] = collections.Counter()
 
     # ------------------------------------------------------------------ membership
 
@@ -312,7 +329,8 @@ class Hub:
     def _needed(self, group: str) -> bool:
         if group == self._identity_group:
             return any(self.connections.values())
-        return bool(self.groups.get(group)) or bool(self.watchers.get(group))
+        return (bool(self.groups.get(group)) or bool(self.watchers.get(group))
+                or group in self._pins)
 
     async def _leave_unused(self, groups: Sequence[str]) -> None:
         async with self._lock:
@@ -334,9 +352,24 @@ class Hub:
 
     async def subscribe(self, subscription: Subscription) -> None:
         self._admit(subscription)
-        if subscription.view_queryset is not None:
-            subscription.view = await self.views.acquire(subscription.view_queryset)
         subscription.resuming = subscription.after is not None
+        group = subscription.group
+        self._pins[group] += 1  # joined from now on, even before it is a member
+        try:
+            if subscription.resuming:
+                # Join before the view's rows are read: every change committed after the
+                # read then arrives here, so the view and the catch-up agree.
+                async with self._lock:
+                    await self._join(group)
+            if subscription.view_queryset is not None:
+                subscription.view = await self.views.acquire(subscription.view_queryset)
+            await self._register(subscription)
+        finally:
+            self._pins[group] -= 1
+            if not self._pins[group]:
+                del self._pins[group]
+
+    async def _register(self, subscription: Subscription) -> None:
         async with self._lock:
             await self._join(subscription.group)
             self.groups.setdefault(subscription.group, Members()).add(subscription)
@@ -480,6 +513,12 @@ class Hub:
             return
         event = Event.from_message(message)
         self.stats["events"] += 1
+        position = _position(event.cursor)
+        if position[0] != sys.maxsize:
+            stream = broker.model_group(event.model)
+            if position >= self._handled.get(stream, position):
+                self._handled[stream] = position
+                self._handled_cursor[stream] = event.cursor
         if members:
             await self._changes(event, members)
         if watchers:
@@ -621,9 +660,10 @@ class Hub:
         """A model the views depend on changed: reload them and announce the difference."""
         diffs = {}
         failed: dict[Hashable, BaseException] = {}
+        pending: dict[str, set[Any]] = {}  # read once per model for all its views
         for key, view in views.items():
             try:
-                diffs[key] = await sync_to_async(view.refresh)()
+                diffs[key] = await sync_to_async(self._refreshed)(view, pending)
             except Exception as error:
                 if not await sync_to_async(rows.blame)(error):
                     raise  # the database is gone, not this view's fault
@@ -634,6 +674,44 @@ class Hub:
             if added or removed:
                 await self._announce([s for s in subs if s.view and s.view.key == key],
                                      added, removed)
+
+    def _refreshed(self, view: TrackedView, pending_by_model: dict[str, set[Any]],
+                   ) -> tuple[set[Any], set[Any]]:
+        """Reload ``view`` (sync); the rows that entered and left it because of the
+        change being handled.
+
+        The reload reads the rows as they are *now*, which may include later commits
+        whose events this hub has not handled yet. Those rows are left as they were:
+        their own events follow and move them with the exact transition (and the last
+        state the subscriber saw), instead of the reload announcing a state the
+        subscriber may never have been entitled to see.
+        """
+        old = set(view.pks)
+        added, removed = view.refresh()
+        label = view.queryset.model._meta.label_lower
+        if label not in pending_by_model:
+            pending_by_model[label] = self._pending(view)
+        pending = pending_by_model[label]
+        for pk in pending:
+            if pk in old:
+                view.pks.add(pk)
+            else:
+                view.pks.discard(pk)
+        return added - pending, removed - pending
+
+    def _pending(self, view: TrackedView) -> set[Any]:
+        """Rows of the view's model with logged changes this hub has not handled yet."""
+        log = get_log()
+        stream = broker.model_group(view.queryset.model._meta.label_lower)
+        # changes after the last one handled; before any, after the view was read
+        since = self._handled.get(stream) or view.position
+        if log is None or since is None:
+            return set()
+        try:
+            entries, _ = log.read(stream, Position(*since))
+        except Gap:
+            return set()
+        return {pk_key(m["pk"]) for _, m in entries if "pk" in m}
 
     async def _announce(self, subs: Sequence[Subscription], added: set[Any],
                         removed: set[Any]) -> None:
@@ -648,9 +726,14 @@ class Hub:
             model, added, removed, checks, failed)
         if failed:
             self._fail(subs, failed)
+        # a subscriber that resumes from here is caught up on the model's own events;
+        # the change that moved these rows is after it, so it refetches (RESYNC)
+        cursor = self._handled_cursor.get(broker.model_group(model))
         for pk in sorted(loaded, key=str):
             op = Op.CREATED if pk in added else Op.DELETED
-            delivery = Delivery(Event(model, pk, op), loaded[pk], op)
+            event = Event(model, pk, op) if cursor is None else Event(model, pk, op,
+                                                                        cursor=cursor)
+            delivery = Delivery(event, loaded[pk], op)
             await self._send([
                 (sub, delivery if all(answers[(c.key, pk)] for c in sub.checks) else None)
                 for sub in subs
@@ -666,8 +749,15 @@ class Hub:
         """
         if sub.ended:
             return
+        # A view's rows are what this hub has handled (or read, for a view just
+        # loaded): the catch-up covers the log up to there, the rest arrives live.
+        upper = None
+        if sub.view is not None:
+            known = [p for p in (self._handled.get(broker.model_group(sub.model)),
+                                 sub.view.position) if p is not None]
+            upper = max(known) if known else None
         try:
-            missed, head = await sync_to_async(_catch_up)(sub, self._identity_group)
+            missed, head = await sync_to_async(_catch_up)(sub, self._identity_group, upper)
         except ResyncRequired as error:
             sub.end(error)
             self.unsubscribe(sub)
@@ -772,10 +862,12 @@ def _position(cursor: str) -> tuple[int, int]:
 _ANY = 2**62
 
 
-def _catch_up(sub: Subscription, identity: str) -> tuple[list[resume.Missed], tuple[int, int]]:
+def _catch_up(sub: Subscription, identity: str, upper: tuple[int, int] | None,
+              ) -> tuple[list[resume.Missed], tuple[int, int]]:
     """What ``sub`` missed since ``sub.after`` (sync: the hub's database thread), and
-    the log position the catch-up reached. Raises :class:`ResyncRequired` when that
-    cannot be told exactly."""
+    the log position the catch-up reached (events up to it are skipped live). With
+    ``upper``, the catch-up stops there: its view's rows are known up to it. Raises
+    :class:`ResyncRequired` when what was missed cannot be told exactly."""
     log = get_log()
     after = sub.after
     assert after is not None
@@ -803,13 +895,18 @@ def _catch_up(sub: Subscription, identity: str) -> tuple[list[resume.Missed], tu
     if any(message.get("hole") for _, message in entries):
         raise ResyncRequired("Changes made while the replay log was unreachable cannot be "
                              "replayed: refetch, then subscribe again.")
+    reached = head.key()
+    if upper is not None:
+        entries = [(c, m) for c, m in entries if Position.parse(c).key() <= upper]
+        reached = max(upper, after.key())
     events = [Event.from_message({**message, "cursor": cursor}) for cursor, message in entries]
     if sub.pk is not None:
         events = [e for e in events if pk_key(e.pk) == pk_key(sub.pk)]
-    conditions = [c.selects() for c in sub.checks]
-    if sub.view is not None:
-        conditions.append(sub.view.selects())
-    return resume.missed(sub.model, resume.net_changes(events), conditions), head.key()
+    view = sub.view
+    missed = resume.missed(sub.model, resume.net_changes(events),
+                           [c.selects() for c in sub.checks],
+                           view=None if view is None else (view.selects(), view.pks))
+    return missed, reached
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()

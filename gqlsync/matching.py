@@ -290,12 +290,15 @@ class TrackedView:
     model the permission depends on changes. Before and after are then exact.
     """
 
-    __slots__ = ("key", "pks", "queryset")
+    __slots__ = ("key", "pks", "position", "queryset")
 
     def __init__(self, queryset: QuerySet[Any]) -> None:
         self.queryset = queryset
         self.key = ("view", *_sql_key(queryset))
         self.pks: set[int | str] = set()
+        #: where the replay log of the model stood when the keys were read (the hub
+        #: sets it): changes logged after it may not have been handled yet
+        self.position: tuple[int, int] | None = None
 
     def load(self) -> None:
         """Read the visible keys (sync: runs in the hub's database thread)."""

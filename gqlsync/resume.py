@@ -107,25 +107,35 @@ def missed(
     model: str,
     by_row: dict[int | str, list[Event]],
     conditions: Sequence[QuerySet[Any] | None],
+    view: tuple[QuerySet[Any] | None, set[Any]] | None = None,
 ) -> list[Missed]:
-    """What a subscriber with ``conditions`` (querysets that must all select the row;
-    ``None``: one that selects nothing) gets for the rows ``by_row`` changed.
+    """What a subscriber with ``conditions`` (filters: querysets that must all select
+    the row; ``None``: one that selects nothing) and ``view`` (its permission's rows and
+    the keys the hub holds visible) gets for the rows ``by_row`` changed.
 
-    Two queries whatever the number of rows: the rows as they are now, with whether
-    each condition selects them, and whether each condition selected each row's state
-    at the cursor (:func:`gqlsync.images.holds`).
+    Whether the subscriber may see a row *now* is the hub's answer for the view (the
+    keys it keeps event by event, so that the catch-up and the live events that follow
+    agree) and the database's for the filters. Two queries whatever the number of rows:
+    the rows as they are now with each filter's answer, and whether each condition
+    selected each row's state at the cursor (:func:`gqlsync.images.holds`).
     """
     if not by_row:
         return []
     reg = registry.get(model)
+    if view is not None:
+        conditions = [*conditions, view[0]]
     if any(c is None for c in conditions):
         return []  # it can see nothing, now or then
     selects = [c for c in conditions if c is not None]
+    filters = selects[:-1] if view is not None else selects
+    visible_keys = view[1] if view is not None else None
     annotations = {f"_gqlsync_{i}": Exists(c.filter(pk=OuterRef("pk")))
-                   for i, c in enumerate(selects)}
+                   for i, c in enumerate(filters)}
     current: dict[int | str, tuple[models.Model, bool]] = {}
     for row in rows._loader(reg).filter(pk__in=list(by_row)).annotate(**annotations):
-        current[pk_key(row.pk)] = (row, all(getattr(row, n) for n in annotations))
+        key = pk_key(row.pk)
+        visible = all(getattr(row, n) for n in annotations)
+        current[key] = (row, visible and (visible_keys is None or key in visible_keys))
     # A row gone from the table whose last logged event is not its delete was deleted
     # after the log was read: its DELETED follows live, judged as any live event.
     by_row = {pk: events for pk, events in by_row.items()

@@ -31,8 +31,8 @@ from django.db import (
 )
 from django.db.models import Exists, OuterRef
 
-from gqlsync import registry
-from gqlsync.events import Event, Op, pk_key
+from gqlsync import images, registry
+from gqlsync.events import Event, Op, pk_key, to_primitive
 from gqlsync.matching import KNOWN_FIELDS, RowFilter, TrackedView
 
 logger = logging.getLogger("gqlsync.rows")
@@ -215,8 +215,15 @@ def _evaluate(
                 holds[(kind, key)] = _isolated(
                     failed, key, queryset.filter(pk=event.pk).exists)
     if loaded is None:
-        # deleted since: leave the views alone, so that its DELETED finds it visible
+        if event.after is not None:
+            return _on_images(reg, event, checks, views, failed, fallback)
+        # deleted since, and what this change wrote did not travel: leave the views
+        # alone, so that its DELETED finds it as the subscribers last saw it
         return Answers(None, None, {}, {}, failed, fallback)
+    if event.after is not None and _moved_on(loaded, event.after):
+        # later commits changed the row already: judge this change on the state it
+        # describes, not on the row as it is now
+        return _on_images(reg, event, checks, views, failed, fallback)
     answers = {k: holds.get(("check", k), False) for k in checks}
     for key, check in by_equality.items():
         answers[key] = _isolated(failed, key, functools.partial(_equal, check, loaded, event.pk))
@@ -235,6 +242,60 @@ def _evaluate(
             answers[("previous", k)] = _isolated(
                 failed, k, functools.partial(checks[k].matches_deleted, previous))
     return Answers(loaded, previous, answers, transitions, failed, fallback)
+
+
+def _moved_on(row: models.Model, after: dict[str, Any]) -> bool:
+    """Does the row as loaded differ from what the event's commit wrote?"""
+    values = row.__dict__
+    return any(name in values and to_primitive(values[name]) != value
+               for name, value in after.items())
+
+
+def _on_images(
+    reg: registry.Registration, event: Event, checks: dict[Hashable, RowFilter],
+    views: dict[Hashable, TrackedView], failed: dict[Hashable, BaseException],
+    fallback: bool,
+) -> Answers:
+    """Judge a change that later commits overtook (the row changed again, or is gone, by
+    the time it is handled) on the state it describes: its ``after`` values, and for an
+    update the state before it. The row as it is now would give the wrong transition
+    (a filter that matched before this change but not after a later one), and a skipped
+    change would leave the views believing the row still looks as it did, so that the
+    later ``DELETED`` would carry a state its subscribers may never have been entitled
+    to see. The later commits' own events follow, and are judged the same way."""
+    instance = rebuild(reg, event.after, event.pk)
+    previous = previous_state(instance, event) if event.op is Op.UPDATED else None
+    asked: list[tuple[str, Hashable, Any]] = []
+    questions: list[tuple[Any, models.Model]] = []
+    for kind, found in (("check", checks), ("view", views)):
+        for key, condition in found.items():
+            queryset = condition.selects()
+            if queryset is None:
+                continue
+            asked.append(("now", key, queryset))
+            questions.append((queryset, instance))
+            if kind == "check" and previous is not None:
+                asked.append(("was", key, queryset))
+                questions.append((queryset, previous))
+    try:
+        replies = _isolated_query(lambda: images.holds(questions))
+    except Exception as error:
+        if not blame(error):
+            raise
+        fallback = True
+        replies = [_isolated(failed, key, functools.partial(
+            lambda q, i: images.holds([(q, i)])[0], queryset, image))
+            for (_, key, queryset), (_, image) in zip(asked, questions, strict=True)]
+    holds: dict[tuple[str, Hashable], bool] = {}
+    for (when, key, _), reply in zip(asked, replies, strict=True):
+        holds[(when, key)] = bool(reply)
+    answers: dict[Hashable, bool] = {k: holds.get(("now", k), False) for k in checks}
+    for k in checks:
+        if previous is not None:
+            answers[("previous", k)] = holds.get(("was", k), False)
+    transitions = {k: view.record(event.pk, holds.get(("now", k), False))
+                   for k, view in views.items() if k not in failed}
+    return Answers(instance, previous, answers, transitions, failed, fallback)
 
 
 def _isolated_query(ask: Callable[[], Any]) -> Any:

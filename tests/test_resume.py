@@ -10,12 +10,14 @@ the state it holds. A cursor that cannot be resumed from gets ``RESYNC``: refetc
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import override_settings
 
+from gqlsync.hub import get_hub
 from gqlsync.log import Position
 from gqlsync.testing import GraphQLWSClient, Operation, login_session, settle
 from schema_examples.bookstore.models import Author, Book
@@ -56,6 +58,17 @@ async def drain(op: Operation, copy: dict[str, str], field: str = "bookChanged",
         fold(copy, payload, field)
         event = payload["data"][field]
         seen.append((event["op"], event["node"].get("title", event["node"].get("text"))))
+
+
+async def subscribed(count: int = 1) -> None:
+    """Wait until the hub holds ``count`` subscriptions (a hand-written resolver checks
+    room membership first, which takes a moment)."""
+    hub = get_hub()
+    for _ in range(400):
+        if hub.subscription_count() >= count:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the subscription did not reach the hub")
 
 
 async def books() -> dict[str, str]:
@@ -132,6 +145,7 @@ async def test_a_message_moved_where_the_user_cannot_see_it_is_deleted_as_they_s
     _, cookie = await login_session(bob)
     async with GraphQLWSClient(application, headers=[cookie]) as client:
         sub = await client.subscribe(MESSAGES)
+        await subscribed()
         message = await Message.objects.acreate(room=general, author=alice, text="hello")
         payload = await sub.next()
         cursor = payload["data"]["messageChanged"]["cursor"]
@@ -193,6 +207,7 @@ async def test_a_membership_change_while_away_gets_resync(application: Any) -> N
     _, cookie = await login_session(bob)
     async with GraphQLWSClient(application, headers=[cookie]) as client:
         sub = await client.subscribe(MESSAGES)
+        await subscribed()
         await Message.objects.acreate(room=general, author=alice, text="hello")
         cursor = (await sub.next())["data"]["messageChanged"]["cursor"]
     await secret.members.aadd(bob)
