@@ -50,17 +50,28 @@ def _safe_part(text: str) -> str:
     return "h" + hashlib.sha1(text.encode()).hexdigest()[:20]
 
 
+#: model group name -> model label, for every model this process named (a hub heals a
+#: group from its model's log); one entry per model
+_named: dict[str, str] = {}
+
+
 def model_group(label: str) -> str:
     """The group every change to the model ``label`` (``app.model``) is sent to."""
     name = f"{get_settings()['GROUP_PREFIX']}.{_safe_part(label)}"
     if len(name) > MAX_GROUP_NAME:
         raise ConfigurationError(f"group name too long: {name!r}")
+    _named.setdefault(name, label)
     return name
 
 
 def row_group(label: str, pk: int | str) -> str:
     """The group changes to one row are sent to."""
     return f"{model_group(label)}.{_safe_part(str(pk))}"
+
+
+def model_of(group: str) -> str | None:
+    """The model label of a model group this process named."""
+    return _named.get(group)
 
 
 def get_layer() -> Any:

@@ -83,6 +83,11 @@ class GQLSyncSettings(TypedDict):
     #: The Redis the log lives in (a channels-redis ``hosts`` entry); ``None``: the
     #: channel layer's first host.
     LOG_REDIS: Any
+    #: Give each WebSocket connection a channel of its own on the channel layer, as
+    #: Channels' consumers have by default (Strawberry's ``listen_to_channel`` in your own
+    #: resolvers needs it). Off: gqlsync's hub needs none, and sockets then live through
+    #: a channel-layer outage (a Redis restart) instead of closing with it.
+    SOCKET_CHANNELS: bool
 
 
 DEFAULTS: GQLSyncSettings = {
@@ -109,6 +114,7 @@ DEFAULTS: GQLSyncSettings = {
     "LOG_MAX_EVENTS": 10_000,
     "LOG_MAX_AGE": 3600.0,
     "LOG_REDIS": None,
+    "SOCKET_CHANNELS": False,
 }
 
 

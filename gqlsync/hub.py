@@ -46,7 +46,7 @@ from django.db import models
 
 from gqlsync import broker, execute, resume, rows
 from gqlsync.conf import get_settings
-from gqlsync.events import IDENTITY, Event, Op, pk_key
+from gqlsync.events import IDENTITY, MESSAGE_TYPE, Event, Op, pk_key
 from gqlsync.exceptions import ResyncRequired, SlowConsumerError, SubscriptionEnded
 from gqlsync.log import Gap, Position, get_log
 from gqlsync.matching import Members, RowFilter, TrackedView
@@ -58,6 +58,11 @@ CLOSE_FORBIDDEN = 4403
 
 #: the inbox item that catches a resumed subscription up, in line with the events
 RESUME = "gqlsync.resume"
+#: the inbox item that replays, from the log, what groups missed (a drop, an outage)
+HEAL = "gqlsync.heal"
+#: log positions a hub remembers handling, per group (so a healed message that still
+#: arrives is not handled twice)
+RECENT = 4096
 
 #: Set by the transport around each operation it runs: that operation's way out. A
 #: subscription that finds it hands its sending to the hub (shared execution).
@@ -298,13 +303,21 @@ class Hub:
         #: counters, for tests, the stats endpoint and benchmarks
         self.stats = {"events": 0, "deliveries": 0, "executions": 0, "stale": 0, "errors": 0,
                       "revoked": 0, "dropped": 0, "isolated": 0,
-                      "fallbacks": 0, "resumed": 0}
+                      "fallbacks": 0, "resumed": 0, "healed": 0, "resynced": 0,
+                      "outages": 0}
         self._last_seq: dict[tuple[str, str], int] = {}
         #: model group -> log position of the newest of its events this hub handled
         self._handled: dict[str, tuple[int, int]] = {}
         self._handled_cursor: dict[str, str] = {}
         #: groups a subscription is joining (kept joined before it is a member)
         self._pins: collections.Counter[str] = collections.Counter()
+        #: group -> where its model's log stood when this hub joined it
+        self._joined_at: dict[str, Position] = {}
+        #: group -> (model label, pk) of the rows it carries (pk None: a model group)
+        self._sources: dict[str, tuple[str, Any]] = {}
+        #: group -> log positions handled lately (a healed message may arrive again)
+        self._recent: dict[str, tuple[collections.deque[tuple[int, int]],
+                                      set[tuple[int, int]]]] = {}
 
     # ------------------------------------------------------------------ membership
 
@@ -322,9 +335,26 @@ class Hub:
         if group not in self._joined:
             await self.layer.group_add(group, self.channel)
             self._joined.add(group)
+            await self._note_join_position(group)
             # numbering restarts for us: what was sent while we were away is not a drop
             for key in [k for k in self._last_seq if k[1] == group]:
                 del self._last_seq[key]
+
+    async def _note_join_position(self, group: str) -> None:
+        """Where the group's model log stood when this hub joined: healing a group that
+        has handled nothing yet starts there."""
+        log = get_log()
+        label = broker.model_of(group) or broker.model_of(group.rsplit(".", 1)[0])
+        if log is None or label is None or group == self._identity_group:
+            return
+        stream = broker.model_group(label)
+        try:
+            head = (await asyncio.to_thread(log.head, stream) if log.blocking
+                    else log.head(stream))
+        except Exception:  # the log is unreachable: this group heals by resyncing
+            logger.exception("gqlsync hub: the replay log could not be read")
+            return
+        self._joined_at[group] = head
 
     def _needed(self, group: str) -> bool:
         if group == self._identity_group:
@@ -370,6 +400,7 @@ class Hub:
                 del self._pins[group]
 
     async def _register(self, subscription: Subscription) -> None:
+        self._sources[subscription.group] = (subscription.model, subscription.pk)
         async with self._lock:
             await self._join(subscription.group)
             self.groups.setdefault(subscription.group, Members()).add(subscription)
@@ -443,17 +474,39 @@ class Hub:
     # ------------------------------------------------------------------ events
 
     async def _receive(self) -> None:
-        """Drain the layer channel at once, so the layer's capacity is never the limit."""
+        """Drain the layer channel at once, so the layer's capacity is never the limit.
+
+        When the layer fails (Redis restarting, unreachable), keep trying; once it
+        answers again, join every group anew (a restarted Redis forgot them) and heal
+        what was missed meanwhile from the replay log (an inbox item, in line with the
+        events), or tell the subscribers to resync. Sockets stay open throughout.
+        """
+        failing = False
         while True:
             try:
                 message = await self.layer.receive(self.channel)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.exception("gqlsync hub: receiving failed; retrying")
+                if not failing:
+                    failing = True
+                    self.stats["outages"] += 1
+                    logger.exception("gqlsync hub: the channel layer failed; retrying")
                 await asyncio.sleep(0.5)
+                try:
+                    await self._rejoin()
+                except Exception:  # still down
+                    continue
+                failing = False
+                logger.warning("gqlsync hub: the channel layer is back; healing")
+                self._inbox.put_nowait({"type": HEAL, "groups": list(self._joined)})
                 continue
             self._inbox.put_nowait(message)
+
+    async def _rejoin(self) -> None:
+        async with self._lock:
+            for group in list(self._joined):
+                await self.layer.group_add(group, self.channel)
 
     async def _work(self) -> None:
         while True:
@@ -473,12 +526,13 @@ class Hub:
         """Nothing received is waiting or being handled (``gqlsync.testing.settle``)."""
         return self._inbox.empty() and not self._busy
 
-    def _count_drops(self, message: dict[str, Any]) -> None:
+    def _count_drops(self, message: dict[str, Any]) -> bool:
         """Channels drops group messages to a full channel without a word; the broker
-        numbers each origin's messages per group, so a skipped number is a drop."""
+        numbers each origin's messages per group, so a skipped number is a drop.
+        True when this message shows one."""
         origin, seq, group = message.get("origin"), message.get("seq"), message.get("group")
         if not isinstance(origin, str) or not isinstance(seq, int) or not isinstance(group, str):
-            return
+            return False
         last = self._last_seq.get((origin, group))
         self._last_seq[(origin, group)] = max(seq, last or 0)
         if last is not None and seq > last + 1:
@@ -488,22 +542,97 @@ class Hub:
                 "gqlsync hub: the channel layer dropped %d message(s) of group %s; raise the "
                 "layer's capacity (see docs: scaling)", missing, group,
             )
-            # never a silent gap: whoever may have missed them refetches (and may resume)
-            members = self.groups.get(group)
-            lost = [*(members or ()), *self.watchers.get(group, ())]
-            for sub in lost:
-                sub.end(ResyncRequired(
-                    "Changes to this subscription's data were lost on the way: refetch, "
-                    "then subscribe again."))
-                self.unsubscribe(sub)
+            return True
+        return False
+
+    def _first_time(self, group: str, position: tuple[int, int]) -> bool:
+        """Note that the event at ``position`` of ``group`` is handled; False if it was."""
+        recent = self._recent.get(group)
+        if recent is None:
+            recent = self._recent[group] = (collections.deque(), set())
+        order, seen = recent
+        if position in seen:
+            return False
+        order.append(position)
+        seen.add(position)
+        if len(order) > RECENT:
+            seen.discard(order.popleft())
+        return True
+
+    async def _heal(self, groups: Sequence[str]) -> None:
+        """Replay from the log what ``groups`` may have missed since the last event this
+        hub handled of each; a group whose log cannot tell (trimmed past it, a hole, a
+        log that restarted, no log) has its subscribers told to resync instead. Never a
+        silent gap."""
+        for group in groups:
+            if group not in self._joined:
+                continue
+            if group == self._identity_group:
+                await self._heal_identity()
+                continue
+            try:
+                entries = await sync_to_async(self._missed_by)(group)
+            except Exception as error:
+                if isinstance(error, Gap | ResyncRequired) or get_log() is None:
+                    self._resync(group, str(error))
+                    continue
+                raise
+            for cursor, body in entries:
+                self.stats["healed"] += 1
+                await self.dispatch({**body, "type": MESSAGE_TYPE, "group": group,
+                                     "cursor": cursor})
+
+    def _missed_by(self, group: str) -> list[tuple[str, dict[str, Any]]]:
+        """Log entries of ``group`` after the last one handled (sync)."""
+        log = get_log()
+        source = self._sources.get(group)
+        label = source[0] if source is not None else broker.model_of(group)
+        if log is None or label is None:
+            raise ResyncRequired("no log to heal from")
+        # with its epoch: a log that restarted meanwhile (an empty Redis) is a gap
+        cursor = self._handled_cursor.get(group)
+        since = Position.parse(cursor) if cursor is not None else self._joined_at.get(group)
+        if since is None:
+            raise ResyncRequired("nothing known of this group's place in the log")
+        entries, _ = log.read(broker.model_group(label), since)
+        if any(body.get("hole") for _, body in entries):
+            raise ResyncRequired("the log has a hole")
+        pk = source[1] if source is not None else None
+        return [(c, b) for c, b in entries if pk is None or pk_key(b.get("pk")) == pk_key(pk)]
+
+    def _resync(self, group: str, why: str) -> None:
+        subs = [*(self.groups.get(group) or ()), *self.watchers.get(group, ())]
+        if subs:
+            logger.error("gqlsync hub: %d subscription(s) of %s cannot be healed (%s): "
+                         "they are told to resync", len(subs), group, why)
+        for sub in subs:
+            self.stats["resynced"] += 1
+            sub.end(ResyncRequired(
+                "Changes to this subscription's data may have been lost on the way: "
+                "refetch, then subscribe again."))
+            self.unsubscribe(sub)
+
+    async def _heal_identity(self) -> None:
+        """Identity events may have been lost: re-check every connection (as if each
+        user's identity had changed)."""
+        for user_pk in list(self.connections):
+            await self._identity(Event(IDENTITY, user_pk, Op.UPDATED, ("healed",)))
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Serve one channel-layer message to the local subscriptions of its group."""
         if message.get("type") == RESUME:
             await self._resume(message["subscription"])
             return
-        self._count_drops(message)
+        if message.get("type") == HEAL:
+            await self._heal(message["groups"])
+            return
         group = message.get("group", "")
+        if self._count_drops(message):
+            # the messages lost come before this one: replay them from the log first
+            await self._heal([group])
+        position = _position(str(message.get("cursor", "")))
+        if position[0] != sys.maxsize and not self._first_time(group, position):
+            return  # healed from the log already
         if group == self._identity_group:
             await self._identity(Event.from_message(message))
             return
@@ -513,12 +642,9 @@ class Hub:
             return
         event = Event.from_message(message)
         self.stats["events"] += 1
-        position = _position(event.cursor)
-        if position[0] != sys.maxsize:
-            stream = broker.model_group(event.model)
-            if position >= self._handled.get(stream, position):
-                self._handled[stream] = position
-                self._handled_cursor[stream] = event.cursor
+        if position[0] != sys.maxsize and position >= self._handled.get(group, position):
+            self._handled[group] = position
+            self._handled_cursor[group] = event.cursor
         if members:
             await self._changes(event, members)
         if watchers:
@@ -753,8 +879,8 @@ class Hub:
         # loaded): the catch-up covers the log up to there, the rest arrives live.
         upper = None
         if sub.view is not None:
-            known = [p for p in (self._handled.get(broker.model_group(sub.model)),
-                                 sub.view.position) if p is not None]
+            known = [p for p in (self._handled.get(sub.group), sub.view.position)
+                     if p is not None]
             upper = max(known) if known else None
         try:
             missed, head = await sync_to_async(_catch_up)(sub, self._identity_group, upper)

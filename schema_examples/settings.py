@@ -64,7 +64,9 @@ if os.environ.get("REDIS_URL"):
     else:
         CHANNEL_LAYERS = {"default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": _hosts, "capacity": 10_000, "prefix": _prefix},
+            "CONFIG": {"hosts": _hosts, "prefix": _prefix,
+                       # GQLSYNC_REDIS_CAPACITY: the tests shrink it to make drops
+                       "capacity": int(os.environ.get("GQLSYNC_REDIS_CAPACITY", "10000"))},
         }}
 else:
     CHANNEL_LAYERS = {"default": {

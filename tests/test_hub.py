@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db.models import Q
+from django.test import override_settings
 
 from gqlsync import broker
 from gqlsync.exceptions import ResyncRequired, SlowConsumerError
 from gqlsync.hub import Subscription, get_hub
 from gqlsync.matching import RowFilter
+from gqlsync.testing import settle
 from schema_examples.bookstore.models import Author, Book
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -145,32 +148,69 @@ async def test_an_event_for_a_row_deleted_since_is_skipped(lee: Author) -> None:
     await hub.close()
 
 
-async def test_a_message_the_layer_dropped_is_counted_logged_and_never_silent(
+async def test_a_message_the_layer_dropped_is_counted_logged_and_healed_from_the_log(
     lee: Author, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A subscriber that may have missed a change is told so (RESYNC): it refetches, or
-    resumes from its cursor, instead of holding a copy that silently drifted."""
+    """The next message shows the gap; the hub replays the lost one from the log before
+    it, so the subscriber gets both, in order, once."""
     hub = get_hub()
     sub = Subscription("bookstore.book", BOOKS)
     await hub.subscribe(sub)
-    layer = get_channel_layer()
-    from gqlsync.events import Event, Op
-
     book = await Book.objects.acreate(title="one", author=lee)
     await asyncio.wait_for(sub.next(), 2)
-    # the layer loses the next message for the model group (as a full channel would)
-    lost = [m for g, m in broker.messages_for(Event("bookstore.book", book.pk, Op.UPDATED))
-            if g == BOOKS]
-    assert lost
+    layer = get_channel_layer()
+    send = layer.group_send
+
+    async def lossy(group: str, message: dict[str, Any]) -> None:
+        if group == BOOKS and message.get("op") == "UPDATED" and not lossy.lost:
+            lossy.lost = True  # the layer loses this one (as a full channel would)
+            return
+        await send(group, message)
+
+    lossy.lost = False  # type: ignore[attr-defined]
+    layer.group_send = lossy
+    book.title = "two"
+    await sync_to_async(book.save)()
     book.title = "three"
     await sync_to_async(book.save)()
-    with pytest.raises(ResyncRequired):
-        await asyncio.wait_for(sub.next(), 2)
+    titles = [(await asyncio.wait_for(sub.next(), 2)).instance.title for _ in range(2)]
+    assert titles == ["two", "three"]
+    await settle()
+    assert not sub.queue
     assert hub.stats["dropped"] == 1
+    assert hub.stats["healed"] >= 1
     assert "dropped 1 message" in caplog.text
-    assert hub.subscription_count() == 0
-    del layer
     await hub.close()
+
+
+async def test_a_drop_the_log_cannot_heal_ends_its_subscribers_with_resync(
+    lee: Author,
+) -> None:
+    """Never silent: without a log to replay from, the subscribers refetch."""
+    with override_settings(GQLSYNC={"LOG": None}):
+        hub = get_hub()
+        sub = Subscription("bookstore.book", BOOKS)
+        await hub.subscribe(sub)
+        book = await Book.objects.acreate(title="one", author=lee)
+        await asyncio.wait_for(sub.next(), 2)
+        layer = get_channel_layer()
+        send = layer.group_send
+
+        async def lossy(group: str, message: dict[str, Any]) -> None:
+            if group == BOOKS and message.get("op") == "UPDATED" and not lossy.lost:
+                lossy.lost = True
+                return
+            await send(group, message)
+
+        lossy.lost = False  # type: ignore[attr-defined]
+        layer.group_send = lossy
+        for title in ("two", "three"):
+            book.title = title
+            await sync_to_async(book.save)()
+        with pytest.raises(ResyncRequired):
+            await asyncio.wait_for(sub.next(), 2)
+        assert hub.subscription_count() == 0
+        await hub.close()
 
 
 def test_one_query_answers_every_distinct_condition_of_an_event(transactional_db: None) -> None:

@@ -87,8 +87,25 @@ async def token_user(scope: dict[str, Any]) -> Any:
         raise HTTPException(401, "Invalid or expired token") from None
 
 
+#: a channel-layer alias no configuration uses (Channels' consumers then read none)
+_NO_LAYER = "gqlsync.no-consumer-channel"
+
+
+@property  # type: ignore[misc]
+def consumer_channel_layer(self: Any) -> str:
+    """Channels gives every consumer (each request, each socket) a channel of its own on
+    the layer and reads it. gqlsync's hub needs none, and a consumer reading one fails
+    when the layer does (a Redis restart: requests answer 500, sockets close). Off
+    unless ``SOCKET_CHANNELS`` asks for it: an alias no layer has makes Channels skip it.
+    """
+    settings = get_settings()
+    return settings["CHANNEL_LAYER"] if settings["SOCKET_CHANNELS"] else _NO_LAYER
+
+
 class GraphQLHTTPHandler(GraphQLHTTPConsumer):  # type: ignore[misc]
     """Strawberry's HTTP consumer with the request's user in the context."""
+
+    channel_layer_alias = consumer_channel_layer
 
     async def handle(self, body: bytes) -> None:
         if len(body) > get_settings()["MAX_DOCUMENT_BYTES"]:

@@ -45,7 +45,12 @@ from gqlsync.conf import get_settings
 from gqlsync.exceptions import SubscriptionEnded
 from gqlsync.hub import Subscription, current_sender, frame_bytes, get_hub
 from gqlsync.transport import subscribe
-from gqlsync.transport.http import _headers, same_origin, session_user_allowed
+from gqlsync.transport.http import (
+    _headers,
+    consumer_channel_layer,
+    same_origin,
+    session_user_allowed,
+)
 
 logger = logging.getLogger("gqlsync.transport")
 
@@ -572,6 +577,8 @@ class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
 
     graphql_transport_ws_handler_class = _TransportWSProtocol
     graphql_ws_handler_class = _LegacyWSProtocol
+
+    channel_layer_alias = consumer_channel_layer
 
     user: Any = None
     _token: str | None = None
