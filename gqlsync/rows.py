@@ -245,10 +245,28 @@ def _evaluate(
 
 
 def _moved_on(row: models.Model, after: dict[str, Any]) -> bool:
-    """Does the row as loaded differ from what the event's commit wrote?"""
+    """Does the row as loaded differ from what the event's commit wrote? (Compared as
+    the fields read them back: ``Decimal("1.5")`` is ``"1.50"``.)"""
     values = row.__dict__
-    return any(name in values and to_primitive(values[name]) != value
-               for name, value in after.items())
+    fields = _fields_by_attname(type(row))
+    for name, value in after.items():
+        if name not in values or name not in fields:
+            continue
+        try:
+            written = None if value is None else fields[name].to_python(value)
+        except Exception:  # cannot be read back: compare as it travelled
+            written = value
+            if to_primitive(values[name]) != written:
+                return True
+            continue
+        if written != values[name]:
+            return True
+    return False
+
+
+@functools.cache
+def _fields_by_attname(model: type[models.Model]) -> dict[str, Any]:
+    return {f.attname: f for f in model._meta.concrete_fields}
 
 
 def _on_images(

@@ -148,6 +148,21 @@ async def test_an_event_for_a_row_deleted_since_is_skipped(lee: Author) -> None:
     await hub.close()
 
 
+def lose_next_update() -> None:
+    """The layer loses the next UPDATED sent to the books group (as a full channel would)."""
+    layer = get_channel_layer()
+    send = layer.group_send
+    lost: list[bool] = []
+
+    async def lossy(group: str, message: dict[str, Any]) -> None:
+        if group == BOOKS and message.get("op") == "UPDATED" and not lost:
+            lost.append(True)
+            return
+        await send(group, message)
+
+    layer.group_send = lossy
+
+
 async def test_a_message_the_layer_dropped_is_counted_logged_and_healed_from_the_log(
     lee: Author, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -158,17 +173,7 @@ async def test_a_message_the_layer_dropped_is_counted_logged_and_healed_from_the
     await hub.subscribe(sub)
     book = await Book.objects.acreate(title="one", author=lee)
     await asyncio.wait_for(sub.next(), 2)
-    layer = get_channel_layer()
-    send = layer.group_send
-
-    async def lossy(group: str, message: dict[str, Any]) -> None:
-        if group == BOOKS and message.get("op") == "UPDATED" and not lossy.lost:
-            lossy.lost = True  # the layer loses this one (as a full channel would)
-            return
-        await send(group, message)
-
-    lossy.lost = False  # type: ignore[attr-defined]
-    layer.group_send = lossy
+    lose_next_update()
     book.title = "two"
     await sync_to_async(book.save)()
     book.title = "three"
@@ -193,17 +198,7 @@ async def test_a_drop_the_log_cannot_heal_ends_its_subscribers_with_resync(
         await hub.subscribe(sub)
         book = await Book.objects.acreate(title="one", author=lee)
         await asyncio.wait_for(sub.next(), 2)
-        layer = get_channel_layer()
-        send = layer.group_send
-
-        async def lossy(group: str, message: dict[str, Any]) -> None:
-            if group == BOOKS and message.get("op") == "UPDATED" and not lossy.lost:
-                lossy.lost = True
-                return
-            await send(group, message)
-
-        lossy.lost = False  # type: ignore[attr-defined]
-        layer.group_send = lossy
+        lose_next_update()
         for title in ("two", "three"):
             book.title = title
             await sync_to_async(book.save)()
