@@ -185,7 +185,9 @@ if excess > 0 then
 end
 local now = redis.call('TIME')
 local cutoff = (tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)) - tonumber(ARGV[2])
-if cutoff > 0 then
+-- the oldest entry first (cheap): only when it is past the age is there anything to trim
+local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if cutoff > 0 and #oldest > 0 and tonumber(string.match(oldest[1][1], '^(%d+)')) < cutoff then
   local older = redis.call('XREVRANGE', KEYS[1], '(' .. cutoff .. '-0', '-', 'COUNT', 1)
   if #older > 0 then
     redis.call('HSET', meta, 'floor', older[1][1])
