@@ -60,6 +60,9 @@ CLOSE_FORBIDDEN = 4403
 RESUME = "gqlsync.resume"
 #: the inbox item that replays, from the log, what groups missed (a drop, an outage)
 HEAL = "gqlsync.heal"
+#: distinct catch-ups kept for sharing while no event arrives (each holds its rows and
+#: their payloads); past it they are forgotten and computed again
+SHARED_CATCH_UPS = 32
 #: log positions a hub remembers handling, per group (so a healed message that still
 #: arrives is not handled twice)
 RECENT = 4096
@@ -315,6 +318,11 @@ class Hub:
         self._joined_at: dict[str, Position] = {}
         #: group -> (model label, pk) of the rows it carries (pk None: a model group)
         self._sources: dict[str, tuple[str, Any]] = {}
+        #: events handled so far; catch-ups and payloads are shared within one count
+        self._generation = 0
+        self._cached_at = -1
+        self._caught_up: dict[Hashable, tuple[list[Delivery], tuple[int, int]]] = {}
+        self._bodies: dict[Hashable, str] = {}
         #: group -> log positions handled lately (a healed message may arrive again)
         self._recent: dict[str, tuple[collections.deque[tuple[int, int]],
                                       set[tuple[int, int]]]] = {}
@@ -642,6 +650,7 @@ class Hub:
             return
         event = Event.from_message(message)
         self.stats["events"] += 1
+        self._generation += 1  # the hub's views and rows move on: shared catch-ups expire
         if position[0] != sys.maxsize and position >= self._handled.get(group, position):
             self._handled[group] = position
             self._handled_cursor[group] = event.cursor
@@ -704,17 +713,22 @@ class Hub:
             else:
                 group.append((sub, delivery))
         self.stats["deliveries"] += delivered
-        for group in shared.values():
+        self._fresh_caches()
+        for body_key, group in shared.items():
             first, delivery = group[0]
             assert first.shared is not None
             assert first.to_root is not None
-            try:
-                body = await execute.payload(first.shared, first.to_root(delivery))
-            except Exception as error:  # this document's failure ends its subscribers only
-                self._fail([sub for sub, _ in group], {"execution": error},
-                           "its selection could not be executed")
-                continue
-            self.stats["executions"] += 1
+            body = self._bodies.get(body_key)  # a catch-up shared with earlier subscribers
+            if body is None:
+                try:
+                    body = await execute.payload(first.shared, first.to_root(delivery))
+                except Exception as error:  # this document's failure ends its own only
+                    self._fail([sub for sub, _ in group], {"execution": error},
+                               "its selection could not be executed")
+                    continue
+                self.stats["executions"] += 1
+                if self._cached_at == self._generation:
+                    self._bodies[body_key] = body
             for sub, _ in group:
                 assert sub.sender is not None
                 sub.deliver(sub.sender.frame(body))
@@ -882,8 +896,21 @@ class Hub:
             known = [p for p in (self._handled.get(sub.group), sub.view.position)
                      if p is not None]
             upper = max(known) if known else None
+        self._fresh_caches()
+        user = getattr(sub.connection, "user", None)
+        key = (sub.model, sub.group, sub.after, upper, tuple(c.key for c in sub.checks),
+               None if sub.view is None else sub.view.key, getattr(user, "pk", None))
         try:
-            missed, head = await sync_to_async(_catch_up)(sub, self._identity_group, upper)
+            cached = self._caught_up.get(key)
+            if cached is None:
+                # subscribers resuming from the same place with the same conditions,
+                # with no event handled in between, share one catch-up (and, through
+                # _send, one execution per row): a server restart resumes them all
+                missed, head = await sync_to_async(_catch_up)(sub, self._identity_group,
+                                                              upper)
+                deliveries = [Delivery(m.event, m.instance, m.op) for m in missed]
+                self._fresh_caches()
+                cached = self._caught_up[key] = (deliveries, head)
         except ResyncRequired as error:
             sub.end(error)
             self.unsubscribe(sub)
@@ -895,9 +922,17 @@ class Hub:
             return
         if sub.ended:
             return
-        sub.floor, sub.resuming = head, False
+        deliveries, sub.floor = cached
+        sub.resuming = False
         self.stats["resumed"] += 1
-        await self._send([(sub, Delivery(m.event, m.instance, m.op)) for m in missed])
+        await self._send([(sub, delivery) for delivery in deliveries])
+
+    def _fresh_caches(self) -> None:
+        """Forget shared catch-ups and payloads once an event has been handled since."""
+        if self._cached_at != self._generation or len(self._caught_up) >= SHARED_CATCH_UPS:
+            self._caught_up.clear()
+            self._bodies.clear()
+            self._cached_at = self._generation
 
     # ------------------------------------------------------------------ identity
 

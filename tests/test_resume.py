@@ -282,3 +282,28 @@ async def test_changes_committed_while_catching_up_arrive_exactly_once(
     titles = [title for _, title in seen]
     assert len(titles) == len(set(titles)) == 50
     assert copy == await books()
+
+
+async def test_subscribers_resuming_from_one_cursor_share_one_catch_up(
+    application: Any,
+) -> None:
+    """After a server restart every client resumes from about the same cursor: the work
+    (the log read, the rows, each row's execution) is done once for all of them."""
+    janet = await Author.objects.aget(email="janet@evanovich.com")
+    async with GraphQLWSClient(application) as client:
+        sub = await client.subscribe(BOOKS)
+        await Book.objects.acreate(title="Seen", author=janet)
+        cursor = (await sub.next())["data"]["bookChanged"]["cursor"]
+    for n in range(5):
+        await Book.objects.acreate(title=f"Missed {n}", author=janet)
+    await settle()
+    hub = get_hub()
+    executions = hub.stats["executions"]
+    async with GraphQLWSClient(application) as client:
+        subs = [await client.subscribe(BOOKS, {"after": cursor}, settle=0) for _ in range(20)]
+        for sub in subs:
+            seen = [(await sub.next())["data"]["bookChanged"]["node"]["title"]
+                    for _ in range(5)]
+            assert seen == [f"Missed {n}" for n in range(5)]
+            await sub.nothing(0.05)
+    assert hub.stats["executions"] - executions == 5
