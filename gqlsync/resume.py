@@ -136,12 +136,21 @@ def missed(
         key = pk_key(row.pk)
         visible = all(getattr(row, n) for n in annotations)
         current[key] = (row, visible and (visible_keys is None or key in visible_keys))
-    # A row gone from the table whose last logged event is not its delete was deleted
-    # after the log was read: its DELETED follows live, judged as any live event.
-    by_row = {pk: events for pk, events in by_row.items()
-              if pk in current or events[-1].op is Op.DELETED}
-    then = {pk: state_at_cursor(current[pk][0] if pk in current else None, events, reg)
-            for pk, events in by_row.items()}
+    # A row gone from the table whose last event read is not its delete was deleted
+    # after what the catch-up covers: its state after those events is what the last of
+    # them wrote. Its DELETED follows live, but it is judged on the views as the hub
+    # holds them, which may have been read after the delete: the catch-up says it.
+    after: dict[int | str, models.Model | None] = {}
+    for pk, events in list(by_row.items()):
+        if pk in current:
+            after[pk] = current[pk][0]
+        elif events[-1].op is Op.DELETED:
+            after[pk] = None
+        elif events[-1].after is not None:
+            after[pk] = rows.rebuild(reg, events[-1].after, pk)
+        else:
+            del by_row[pk]  # what it wrote did not travel: left to its live DELETED
+    then = {pk: state_at_cursor(after[pk], events, reg) for pk, events in by_row.items()}
     questions = [(c, state) for state in then.values() if state is not None for c in selects]
     answers = iter(images.holds(questions))
     held: dict[int | str, bool] = {}
