@@ -63,6 +63,8 @@ HEAL = "gqlsync.heal"
 #: distinct catch-ups kept for sharing while no event arrives (each holds its rows and
 #: their payloads); past it they are forgotten and computed again
 SHARED_CATCH_UPS = 32
+#: rows whose latest handled change a hub remembers (about 100 bytes each)
+RECENT_ROWS = 100_000
 #: log positions a hub remembers handling, per group (so a healed message that still
 #: arrives is not handled twice)
 RECENT = 4096
@@ -307,7 +309,7 @@ class Hub:
         self.stats = {"events": 0, "deliveries": 0, "executions": 0, "stale": 0, "errors": 0,
                       "revoked": 0, "dropped": 0, "isolated": 0,
                       "fallbacks": 0, "resumed": 0, "healed": 0, "resynced": 0,
-                      "outages": 0}
+                      "outages": 0, "superseded": 0}
         self._last_seq: dict[tuple[str, str], int] = {}
         #: model group -> log position of the newest of its events this hub handled
         self._handled: dict[str, tuple[int, int]] = {}
@@ -323,6 +325,9 @@ class Hub:
         self._cached_at = -1
         self._caught_up: dict[Hashable, tuple[list[Delivery], tuple[int, int]]] = {}
         self._bodies: dict[Hashable, str] = {}
+        #: (group, pk) -> log position of the row's latest change handled
+        self._row_latest: collections.OrderedDict[tuple[str, Any], tuple[int, int]] = (
+            collections.OrderedDict())
         #: group -> log positions handled lately (a healed message may arrive again)
         self._recent: dict[str, tuple[collections.deque[tuple[int, int]],
                                       set[tuple[int, int]]]] = {}
@@ -553,6 +558,19 @@ class Hub:
             return True
         return False
 
+    def _superseded(self, group: str, pk: Any, position: tuple[int, int]) -> bool:
+        """Has a later logged change of row ``pk`` been handled already? (Remembers the
+        last ``RECENT_ROWS`` rows handled.)"""
+        key = (group, pk_key(pk))
+        latest = self._row_latest.get(key)
+        if latest is not None and position < latest:
+            return True
+        self._row_latest[key] = position
+        self._row_latest.move_to_end(key)
+        if len(self._row_latest) > RECENT_ROWS:
+            self._row_latest.popitem(last=False)
+        return False
+
     def _first_time(self, group: str, position: tuple[int, int]) -> bool:
         """Note that the event at ``position`` of ``group`` is handled; False if it was."""
         recent = self._recent.get(group)
@@ -647,6 +665,11 @@ class Hub:
         members = self.groups.get(group)
         watchers = list(self.watchers.get(group, ()))
         if not members and not watchers:
+            return
+        if position[0] != sys.maxsize and self._superseded(group, message.get("pk"), position):
+            # a later change of this row, from another process, was handled first; what
+            # it sent already covers this one, which would only put an older state back
+            self.stats["superseded"] += 1
             return
         event = Event.from_message(message)
         self.stats["events"] += 1

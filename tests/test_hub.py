@@ -250,3 +250,38 @@ def test_a_subscription_that_arrived_during_evaluation_waits_for_the_next_event(
     answers = Answers(row, None, {}, {})
     plain = Delivery(event, row, Op.UPDATED)
     assert Hub._delivery_for(late, event, answers, plain) is None
+
+
+async def test_an_older_change_arriving_after_a_newer_one_does_not_put_the_old_state_back(
+    lee: Author,
+) -> None:
+    """Two processes commit "two" then "three" to one row, and their messages reach this
+    hub the other way round: the subscriber ends with "three", not "two"."""
+    hub = get_hub()
+    sub = Subscription("bookstore.book", BOOKS)
+    await hub.subscribe(sub)
+    book = await Book.objects.acreate(title="one", author=lee)
+    await asyncio.wait_for(sub.next(), 2)
+    layer = get_channel_layer()
+    send = layer.group_send
+    held: list[tuple[str, dict[str, Any]]] = []
+
+    async def reordering(group: str, message: dict[str, Any]) -> None:
+        if group == BOOKS and message.get("op") == "UPDATED":
+            held.append((group, message))
+            return
+        await send(group, message)
+
+    layer.group_send = reordering
+    for title in ("two", "three"):
+        book.title = title
+        await sync_to_async(book.save)()
+    layer.group_send = send
+    for number, (group, message) in enumerate(reversed(held)):
+        # as if from two processes: each numbers its own messages
+        await send(group, {**message, "origin": f"process-{number}", "seq": 1})
+    await settle()
+    titles = [d.instance.title for d in list(sub.queue or ())]
+    assert titles == ["three"]
+    assert hub.stats["superseded"] == 1
+    await hub.close()
