@@ -88,6 +88,18 @@ class GQLSyncSettings(TypedDict):
     #: resolvers needs it). Off: gqlsync's hub needs none, and sockets then live through
     #: a channel-layer outage (a Redis restart) instead of closing with it.
     SOCKET_CHANNELS: bool
+    #: Send one execution's bytes to subscribers of other permission scopes when the
+    #: execution read nothing of the context (so nothing of who is asking) and they
+    #: receive the same row. Turn it off only if a resolver finds the current user
+    #: other than through ``info.context`` (a thread-local "current user", say).
+    SHARE_ACROSS_SCOPES: bool
+    #: Rows of one permission view whose primary keys a process keeps, so that a change
+    #: to a model the rule ``depends_on`` is announced row by row (``CREATED`` and
+    #: ``DELETED``). A view with more rows keeps none: memory per view stays bounded
+    #: whatever the table's size, its events are judged on the rows' previous states,
+    #: and a change to what its rule depends on tells its subscribers to refetch
+    #: (``RESYNC``). 5,000 keys: about 400 KB per distinct view.
+    VIEW_KEYS_MAX: int
 
 
 DEFAULTS: GQLSyncSettings = {
@@ -115,6 +127,8 @@ DEFAULTS: GQLSyncSettings = {
     "LOG_MAX_AGE": 3600.0,
     "LOG_REDIS": None,
     "SOCKET_CHANNELS": False,
+    "SHARE_ACROSS_SCOPES": True,
+    "VIEW_KEYS_MAX": 5000,
 }
 
 

@@ -8,13 +8,26 @@ once, and each socket gets that payload with only its operation id around it
 
 Scope is what makes this safe: a :class:`~gqlsync.permissions.Permission` promises that
 users with equal scope see the same rows and fields. Without a permission the scope is
-the user, so nothing is shared across users.
+the user.
+
+Across scopes, the payload can differ only through what a resolver learns of *who is
+asking*, and resolvers learn it from the context (``gqlsync.get_user(info)``,
+strawberry-django's ``get_current_user``, a field-level permission extension, a
+protected type's ``get_queryset``). So the hub runs the first scope's execution with a
+context that notes every read (:class:`WatchedContext`): when the execution read
+nothing of it, its bytes are what every other scope that receives the same row would
+get, and they are sent to all of them. When it read anything, each scope is executed on
+its own, and the document is remembered as one that reads the context (bounded, see
+:func:`reads_context`). The only assumption is that resolvers find the user through
+the context, not through a global (a thread-local "current user"); set
+``SHARE_ACROSS_SCOPES`` to False for a schema whose resolvers do that.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -73,6 +86,76 @@ class SharedOperation:
                    variables, sender.operation_name, context)
 
 
+class WatchedContext(dict[str, Any]):
+    """A copy of a dict context that notes whether anything read a key of it.
+
+    ``len()`` and truth tell nothing about who is asking and are not counted; every way
+    of reading a key or a value is."""
+
+    read = False
+
+    def __getitem__(self, key: str) -> Any:
+        self.read = True
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read = True
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self.read = True
+        return super().__contains__(key)
+
+    def __iter__(self) -> Any:
+        self.read = True
+        return super().__iter__()
+
+    def keys(self) -> Any:
+        self.read = True
+        return super().keys()
+
+    def values(self) -> Any:
+        self.read = True
+        return super().values()
+
+    def items(self) -> Any:
+        self.read = True
+        return super().items()
+
+    def copy(self) -> dict[str, Any]:
+        self.read = True
+        return dict(super().items())
+
+    def __reduce__(self) -> Any:
+        self.read = True
+        return super().__reduce__()
+
+    def __getattr__(self, name: str) -> Any:
+        # ``context.request`` on a dict: AttributeError as on a dict, but noted
+        self.read = True
+        raise AttributeError(name)
+
+
+#: documents (query, operation name) seen to read the context: executed per scope
+#: without a trial (bounded; forgetting one only costs a trial execution)
+_READS_CONTEXT: OrderedDict[tuple[str, str | None], None] = OrderedDict()
+_READS_CONTEXT_SIZE = 1024
+
+
+def reads_context(operation: SharedOperation) -> bool:
+    """Has this document been seen reading the context (so its payload may differ per
+    scope)?"""
+    return (operation.query, operation.operation_name) in _READS_CONTEXT
+
+
+def _noted_reading(operation: SharedOperation) -> None:
+    key = (operation.query, operation.operation_name)
+    _READS_CONTEXT[key] = None
+    _READS_CONTEXT.move_to_end(key)
+    if len(_READS_CONTEXT) > _READS_CONTEXT_SIZE:
+        _READS_CONTEXT.popitem(last=False)
+
+
 @lru_cache(maxsize=1024)
 def _document(query: str) -> DocumentNode:
     return parse(query)
@@ -88,9 +171,26 @@ async def payload(operation: SharedOperation, root: Any) -> str:
     ``root`` is what the subscription field yielded; the field's own resolver passes it
     through, as graphql-core does for each event of a subscription.
     """
+    return await _run(operation, root, operation.context)
+
+
+async def shareable_payload(operation: SharedOperation, root: Any) -> tuple[str, bool]:
+    """:func:`payload`, and whether it is every scope's: True when the execution read
+    nothing of the context (so nothing of who is asking)."""
+    context = operation.context
+    if not isinstance(context, dict):
+        return await _run(operation, root, context), False
+    watched = WatchedContext(context)
+    body = await _run(operation, root, watched)
+    if watched.read:
+        _noted_reading(operation)
+    return body, not watched.read
+
+
+async def _run(operation: SharedOperation, root: Any, context: Any) -> str:
     result: Any = graphql_execute(
         operation.schema, _document(operation.query), root_value=root,
-        context_value=operation.context, variable_values=operation.variables,
+        context_value=context, variable_values=operation.variables,
         operation_name=operation.operation_name,
     )
     if isawaitable(result):

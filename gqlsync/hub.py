@@ -173,6 +173,12 @@ class Subscription:
             self._execution_key = self.shared.key(self.scope)
         return self._execution_key
 
+    def document_key(self) -> Hashable:
+        """(document, variables, operation name): what the payload depends on besides
+        the row and, when the execution reads the context, the scope."""
+        key = self.execution_key()
+        return key[:3] if isinstance(key, tuple) else key
+
     def rescoped(self, scope: Hashable) -> None:
         self.scope = scope
         self._execution_key = None
@@ -261,7 +267,7 @@ class _Views:
         self.views: dict[Hashable, tuple[TrackedView, int]] = {}
 
     async def acquire(self, queryset: Any) -> TrackedView:
-        candidate = TrackedView(queryset)
+        candidate = TrackedView(queryset, limit=get_settings()["VIEW_KEYS_MAX"])
         found = self.views.get(candidate.key)
         if found is not None:
             view, count = found
@@ -719,8 +725,15 @@ class Hub:
         await self._send(pairs)
 
     async def _send(self, pairs: Sequence[tuple[Subscription, Delivery | None]]) -> None:
-        """Hand each subscription its delivery; run shared ones once per distinct key."""
-        shared: dict[Hashable, list[tuple[Subscription, Delivery]]] = {}
+        """Hand each subscription its delivery; run shared ones once per distinct key.
+
+        Shared subscriptions are grouped by document and delivery, then by scope. The
+        first scope's execution also tells whether its bytes are every scope's
+        (:func:`gqlsync.execute.shareable_payload`): then the other scopes of the group
+        get them too, and otherwise each scope is executed on its own.
+        """
+        shared: dict[Hashable, dict[Hashable, list[Subscription]]] = {}
+        deliveries: dict[Hashable, Delivery] = {}
         delivered = 0
         for sub, delivery in pairs:
             if delivery is None:
@@ -729,32 +742,47 @@ class Hub:
             if sub.sender is None:
                 sub.deliver(delivery)
                 continue
-            key = (sub.execution_key(), delivery.op, id(delivery.instance))
-            group = shared.get(key)
-            if group is None:
-                shared[key] = [(sub, delivery)]
+            key = (sub.document_key(), delivery.op, id(delivery.instance))
+            scopes = shared.get(key)
+            if scopes is None:
+                scopes = shared[key] = {}
+                deliveries[key] = delivery
+            members = scopes.get(sub.scope)
+            if members is None:
+                scopes[sub.scope] = [sub]
             else:
-                group.append((sub, delivery))
+                members.append(sub)
         self.stats["deliveries"] += delivered
         self._fresh_caches()
-        for body_key, group in shared.items():
-            first, delivery = group[0]
-            assert first.shared is not None
-            assert first.to_root is not None
-            body = self._bodies.get(body_key)  # a catch-up shared with earlier subscribers
-            if body is None:
-                try:
-                    body = await execute.payload(first.shared, first.to_root(delivery))
-                except Exception as error:  # this document's failure ends its own only
-                    self._fail([sub for sub, _ in group], {"execution": error},
-                               "its selection could not be executed")
-                    continue
-                self.stats["executions"] += 1
-                if self._cached_at == self._generation:
-                    self._bodies[body_key] = body
-            for sub, _ in group:
-                assert sub.sender is not None
-                sub.deliver(sub.sender.frame(body))
+        across = get_settings()["SHARE_ACROSS_SCOPES"]
+        for grouping, scopes in shared.items():
+            delivery = deliveries[grouping]
+            everyone = self._bodies.get((grouping, _ANY_SCOPE))
+            for scope, subs in scopes.items():
+                body = everyone or self._bodies.get((grouping, scope))
+                if body is None:
+                    first = subs[0]
+                    assert first.shared is not None
+                    assert first.to_root is not None
+                    root = first.to_root(delivery)
+                    try:
+                        if across and not execute.reads_context(first.shared):
+                            body, shareable = await execute.shareable_payload(
+                                first.shared, root)
+                        else:
+                            body, shareable = await execute.payload(first.shared, root), False
+                    except Exception as error:  # this document's failure ends its own only
+                        self._fail(subs, {"execution": error},
+                                   "its selection could not be executed")
+                        continue
+                    self.stats["executions"] += 1
+                    if shareable:
+                        everyone = body
+                    if self._cached_at == self._generation:  # shared with later catch-ups
+                        self._bodies[(grouping, _ANY_SCOPE if shareable else scope)] = body
+                for sub in subs:
+                    assert sub.sender is not None
+                    sub.deliver(sub.sender.frame(body))
 
     def _fail(self, subs: Sequence[Subscription], failed: dict[Hashable, BaseException],
               what: str = "its filter or permission could not be evaluated") -> None:
@@ -820,28 +848,54 @@ class Hub:
     async def _refresh(
         self, views: dict[Hashable, TrackedView], subs: Sequence[Subscription]
     ) -> None:
-        """A model the views depend on changed: reload them and announce the difference."""
+        """A model the views depend on changed: reload them and announce the difference.
+
+        A view that keeps no keys (more rows than ``VIEW_KEYS_MAX``) cannot tell what
+        changed: its subscribers are told to refetch (``RESYNC``), which is exact, where
+        announcing up to every row of a large table one by one would not be better."""
         diffs = {}
         failed: dict[Hashable, BaseException] = {}
+        untold: set[Hashable] = set()
         pending: dict[str, set[Any]] = {}  # read once per model for all its views
         for key, view in views.items():
+            if not view.keeps_keys():
+                untold.add(key)
+                continue
             try:
-                diffs[key] = await sync_to_async(self._refreshed)(view, pending)
+                diff = await sync_to_async(self._refreshed)(view, pending)
             except Exception as error:
                 if not await sync_to_async(rows.blame)(error):
                     raise  # the database is gone, not this view's fault
                 failed[key] = error
+                continue
+            if diff is None:
+                untold.add(key)
+            else:
+                diffs[key] = diff
         if failed:
             self._fail(subs, failed)
+        if untold:
+            for sub in [s for s in subs if s.view is not None and s.view.key in untold]:
+                self._resync_one(sub, "What this subscription may see changed, and its "
+                                      "view is too large to tell how: refetch, then "
+                                      "subscribe again.")
         for key, (added, removed) in diffs.items():
             if added or removed:
                 await self._announce([s for s in subs if s.view and s.view.key == key],
                                      added, removed)
 
+    def _resync_one(self, sub: Subscription, message: str) -> None:
+        if sub.ended:
+            return
+        self.stats["resynced"] += 1
+        sub.end(ResyncRequired(message))
+        self.unsubscribe(sub)
+
     def _refreshed(self, view: TrackedView, pending_by_model: dict[str, set[Any]],
-                   ) -> tuple[set[Any], set[Any]]:
+                   ) -> tuple[set[Any], set[Any]] | None:
         """Reload ``view`` (sync); the rows that entered and left it because of the
-        change being handled.
+        change being handled, or None when it keeps no keys after the reload (it grew
+        past ``VIEW_KEYS_MAX``).
 
         The reload reads the rows as they are *now*, which may include later commits
         whose events this hub has not handled yet. Those rows are left as they were:
@@ -849,8 +903,11 @@ class Hub:
         state the subscriber saw), instead of the reload announcing a state the
         subscriber may never have been entitled to see.
         """
-        old = set(view.pks)
-        added, removed = view.refresh()
+        old = set(view.pks or ())
+        diff = view.refresh()
+        if diff is None or view.pks is None:
+            return None
+        added, removed = diff
         label = view.queryset.model._meta.label_lower
         if label not in pending_by_model:
             pending_by_model[label] = self._pending(view)
@@ -1012,6 +1069,11 @@ class Hub:
             members.add(sub)
         self.views.release(old_view)
         if old_view is not None and new_view is not None:
+            if old_view.pks is None or new_view.pks is None:
+                self._resync_one(sub, "What you may see changed, and this subscription's "
+                                      "view is too large to tell how: refetch, then "
+                                      "subscribe again.")
+                return
             await self._announce([sub], new_view.pks - old_view.pks,
                                  old_view.pks - new_view.pks)
 
@@ -1041,6 +1103,9 @@ def _position(cursor: str) -> tuple[int, int]:
     except Gap:  # not from the log (it is off): never at or before a floor
         return (sys.maxsize, 0)
 
+
+#: the key of a payload cached for every scope (its execution read nothing of the context)
+_ANY_SCOPE = object()
 
 #: the last sequence number a position can have: "anything at this millisecond or later"
 _ANY = 2**62
@@ -1087,9 +1152,13 @@ def _catch_up(sub: Subscription, identity: str, upper: tuple[int, int] | None,
     if sub.pk is not None:
         events = [e for e in events if pk_key(e.pk) == pk_key(sub.pk)]
     view = sub.view
-    missed = resume.missed(sub.model, resume.net_changes(events),
-                           [c.selects() for c in sub.checks],
-                           view=None if view is None else (view.selects(), view.pks))
+    conditions = [c.selects() for c in sub.checks]
+    if view is not None and view.pks is None:
+        # a view without keys is the rule's answer now, as the database gives it
+        conditions.append(view.selects())
+        view = None
+    missed = resume.missed(sub.model, resume.net_changes(events), conditions,
+                           view=None if view is None else (view.selects(), view.pks or set()))
     return missed, reached
 
 

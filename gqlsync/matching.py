@@ -280,44 +280,90 @@ def _warn_once(key: Any, why: str) -> None:
 
 
 class TrackedView:
-    """The rows one permission lets one scope see, kept current event by event.
+    """The rows one permission lets one scope see, as the hub follows them event by event.
 
-    Whether a subscriber may *still* see a row, or could see it *before* a change, is a
-    question about history that the database cannot answer after the fact. So for each
-    distinct visible queryset (shared by every subscription whose permission yields the
-    same SQL) the hub keeps the set of visible primary keys: loaded when the first
-    subscription arrives, updated with each change to the model, and reloaded when a
-    model the permission depends on changes. Before and after are then exact.
+    For each distinct visible queryset (shared by every subscription whose permission
+    yields the same SQL) the hub needs, on every event, whether the row was visible
+    *before* the change and is *after* it. After is the database's answer. Before is
+    answered one of two ways:
+
+    - a view with at most ``limit`` rows (``VIEW_KEYS_MAX``) keeps their primary keys:
+      loaded when the first subscription arrives, updated with each change, reloaded when
+      a model the permission depends on changes, so that rows entering and leaving the
+      view then are announced one by one;
+    - a larger view keeps nothing (``pks is None``): before is the rule's answer for the
+      row's previous state (the event's ``before`` values laid over the row, or a deleted
+      row's last state: :mod:`gqlsync.images`), or simply after's when the change wrote
+      no column the rule reads (:meth:`reads`). Its memory does not grow with the table
+      and it is live as soon as ``limit + 1`` keys have been counted. A change to a model
+      its rule depends on cannot be diffed: its subscribers are told to refetch.
     """
 
-    __slots__ = ("key", "pks", "position", "queryset")
+    __slots__ = ("key", "limit", "pks", "position", "queryset", "sql")
 
-    def __init__(self, queryset: QuerySet[Any]) -> None:
+    def __init__(self, queryset: QuerySet[Any], limit: int | None = None) -> None:
         self.queryset = queryset
         self.key = ("view", *_sql_key(queryset))
-        self.pks: set[int | str] = set()
+        #: what the rule reads: its SQL selecting the primary key only, unordered
+        self.sql = _sql_key(queryset.order_by().values("pk"))[1]
+        #: the most keys kept; ``None``: no bound
+        self.limit = limit
+        #: the visible keys, or ``None`` for a view too large to keep them
+        self.pks: set[int | str] | None = set()
         #: where the replay log of the model stood when the keys were read (the hub
         #: sets it): changes logged after it may not have been handled yet
         self.position: tuple[int, int] | None = None
 
+    def keeps_keys(self) -> bool:
+        return self.pks is not None
+
     def load(self) -> None:
-        """Read the visible keys (sync: runs in the hub's database thread)."""
+        """Read the visible keys, at most ``limit + 1`` of them (sync: runs in the hub's
+        database thread); past ``limit``, keep none."""
         if self.key[-1] == _EMPTY:
             self.pks = set()
             return
-        self.pks = {pk_key(pk) for pk in self.queryset.values_list("pk", flat=True)}
+        keys = self.queryset.order_by().values_list("pk", flat=True)
+        if self.limit is not None:
+            keys = keys[: self.limit + 1]
+        found = {pk_key(pk) for pk in keys}
+        self.pks = None if self.limit is not None and len(found) > self.limit else found
+
+    def reads(self, changed: set[str]) -> bool:
+        """Can a change to the fields ``changed`` (names; empty: unknown) change whether
+        the rule selects the row? Only through a column of the model that the rule's SQL
+        names; a name found anywhere in it counts (raw SQL included), so the answer errs
+        towards asking."""
+        if self.key[-1] == _EMPTY:
+            return False
+        if not changed:
+            return True
+        meta = self.queryset.model._meta
+        for name in changed:
+            try:
+                column = meta.get_field(name).column  # type: ignore[union-attr]
+            except Exception:  # not a concrete field (an m2m, a name of our own)
+                return True
+            if column is None or re.search(rf"\b{re.escape(column)}\b", self.sql):
+                return True
+        return False
 
     def transition(self, pk: Any, deleted: bool) -> tuple[bool, bool]:
-        """(visible before, visible after) a change to row ``pk``; updates the set."""
+        """(visible before, visible after) a change to row ``pk``; updates the set (a
+        view that keeps its keys only)."""
         empty = self.key[-1] == _EMPTY
         return self.record(pk, False if deleted or empty else self.queryset.filter(pk=pk).exists())
 
     def record(self, pk: Any, after: bool) -> tuple[bool, bool]:
-        """Note that row ``pk`` is (``after``) visible now; returns (before, after)."""
+        """Note that row ``pk`` is (``after``) visible now; returns (before, after)
+        (a view that keeps its keys only)."""
+        assert self.pks is not None, "a view without keys is judged on previous states"
         key = pk_key(pk)
         before = key in self.pks
         if after:
             self.pks.add(key)
+            if self.limit is not None and len(self.pks) > self.limit:
+                self.pks = None  # grown past the bound: judged on previous states now
         else:
             self.pks.discard(key)
         return before, after
@@ -326,10 +372,15 @@ class TrackedView:
         """The visible queryset, or ``None`` when it can select nothing."""
         return None if self.key[-1] == _EMPTY else self.queryset
 
-    def refresh(self) -> tuple[set[int | str], set[int | str]]:
-        """Reload; returns (rows that became visible, rows that stopped being visible)."""
+    def refresh(self) -> tuple[set[int | str], set[int | str]] | None:
+        """Reload; returns (rows that became visible, rows that stopped being visible),
+        or None when the view keeps no keys (any more): what changed cannot be told."""
         old = self.pks
+        if old is None:
+            return None
         self.load()
+        if self.pks is None:
+            return None
         return self.pks - old, old - self.pks
 
 

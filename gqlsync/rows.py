@@ -17,6 +17,7 @@ import copy
 import functools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ from django.db import (
     transaction,
 )
 from django.db.models import Exists, OuterRef
+from django.db.models.expressions import RawSQL
 
 from gqlsync import images, registry
 from gqlsync.events import Event, Op, pk_key, to_primitive
@@ -175,8 +177,13 @@ def _evaluate(
     reg = registry.get(event.model)
     failed: dict[Hashable, BaseException] = {}
     if event.op is Op.DELETED:
-        transitions = {key: view.transition(event.pk, True) for key, view in views.items()}
         instance = rebuild(reg, event.before, event.pk)
+        transitions = {key: view.transition(event.pk, True)
+                       for key, view in views.items() if view.keeps_keys()}
+        keyless = {k: v for k, v in views.items() if not v.keeps_keys()}
+        if keyless:  # a view without keys: could the deleted row's last state be seen?
+            was = _held(keyless, instance, failed)
+            transitions.update({k: (was[k], False) for k in keyless if k not in failed})
         answers = {k: _isolated(failed, k, functools.partial(f.matches_deleted, instance))
                     for k, f in checks.items()}
         return Answers(instance, instance, answers, transitions, failed)
@@ -185,22 +192,30 @@ def _evaluate(
     conditions: dict[str, tuple[str, Hashable]] = {}
     annotations: dict[str, Any] = {}
     by_equality = {k: f for k, f in checks.items() if f.equality is not None}
+    asked: list[tuple[str, Hashable, Any]] = []
     for kind, found in (("check", checks), ("view", views)):
         for key, condition in found.items():
             if kind == "check" and key in by_equality:
                 continue  # answered from the loaded row below
             queryset = condition.selects()
             if queryset is not None:
-                name = f"_gqlsync_{len(annotations)}"
-                annotations[name] = Exists(queryset.filter(pk=OuterRef("pk")))
-                conditions[name] = (kind, key)
+                asked.append((kind, key, queryset))
+    cohorts = _cohorts(reg, asked)
+    for kind, key, queryset in asked:
+        if (kind, key) in cohorts.members:
+            continue
+        name = f"_gqlsync_{len(annotations)}"
+        annotations[name] = Exists(queryset.filter(pk=OuterRef("pk")))
+        conditions[name] = (kind, key)
+    annotations.update(cohorts.annotations)
     holds: dict[tuple[str, Hashable], bool] = {}
     fallback = False
     try:
         loaded = _isolated_query(
             lambda: _loader(reg).filter(pk=event.pk).annotate(**annotations).first())
         if loaded is not None:
-            holds = {conditions[name]: bool(getattr(loaded, name)) for name in annotations}
+            holds = {conditions[name]: bool(getattr(loaded, name)) for name in conditions}
+            holds.update(cohorts.read(loaded))
     except Exception as error:
         if not annotations or not blame(error):
             raise  # the row itself cannot be read: the hub's problem, not a subscriber's
@@ -208,7 +223,7 @@ def _evaluate(
         _fallback_noticed(error)
         loaded = _loader(reg).filter(pk=event.pk).first()
         if loaded is not None:
-            for kind, key in conditions.values():
+            for kind, key, _ in asked:
                 condition = checks[key] if kind == "check" else views[key]
                 queryset = condition.selects()
                 assert queryset is not None
@@ -228,20 +243,131 @@ def _evaluate(
     for key, check in by_equality.items():
         answers[key] = _isolated(failed, key, functools.partial(_equal, check, loaded, event.pk))
     transitions = {k: view.record(event.pk, holds.get(("view", k), False))
-                   for k, view in views.items() if k not in failed}
+                   for k, view in views.items() if k not in failed and view.keeps_keys()}
+    previous = None
+    # a view without keys: before is the rule's answer for the previous state, or
+    # after's when the change wrote nothing the rule reads
+    changed = set(event.changed) if event.op is Op.UPDATED else set()
+    ask: dict[Hashable, TrackedView] = {}
+    for k, view in views.items():
+        if k in failed or view.keeps_keys():
+            continue
+        after = holds.get(("view", k), False)
+        if event.op is Op.CREATED:
+            transitions[k] = (False, after)
+        elif view.reads(changed):
+            ask[k] = view
+        else:
+            transitions[k] = (after, after)
+    if ask:
+        previous = previous_state(loaded, event)
+        was = _held(ask, previous, failed)
+        transitions.update({k: (was[k], holds.get(("view", k), False))
+                            for k in ask if k not in failed})
     # Did the row match before this change? For a view that let it go, and for every
     # filter the change touched: ("previous", key). A filter the change did not touch
     # matched before as it matches now (the hub reads it so), and needs no work.
-    previous = None
     leaving = any(before and not after for before, after in transitions.values())
-    changed = set(event.changed) if event.op is Op.UPDATED else set()
     touched = [k for k, f in checks.items() if changed and f.touched_by(changed)]
     if leaving or touched:
-        previous = previous_state(loaded, event)
+        previous = previous if previous is not None else previous_state(loaded, event)
         for k in (checks if leaving else touched):
             answers[("previous", k)] = _isolated(
                 failed, k, functools.partial(checks[k].matches_deleted, previous))
     return Answers(loaded, previous, answers, transitions, failed, fallback)
+
+
+#: conditions compiled as EXISTS over the loader's base table, by (model, condition key)
+_COMPILED: OrderedDict[tuple[str, Hashable], tuple[str, tuple[Any, ...]] | None] = OrderedDict()
+_COMPILED_SIZE = 20_000
+#: the smallest cohort asked as one: fewer conditions are as cheap one by one
+COHORT_MIN = 2
+
+
+@dataclass
+class Cohorts:
+    """Conditions that differ only in their parameters (one rule, many users: Hasura's
+    *cohorts*), asked together: one ``ARRAY(SELECT ... FROM (VALUES ...))`` column per
+    shape, which lists the conditions that hold. The database plans one subquery per
+    shape, not one per condition, and the hub compiles each condition once."""
+
+    annotations: dict[str, Any] = field(default_factory=dict)
+    #: annotation name -> the (kind, key) of each VALUES row, by index
+    rows: dict[str, list[tuple[str, Hashable]]] = field(default_factory=dict)
+    members: set[tuple[str, Hashable]] = field(default_factory=set)
+
+    def read(self, loaded: models.Model) -> dict[tuple[str, Hashable], bool]:
+        holds: dict[tuple[str, Hashable], bool] = {}
+        for name, keys in self.rows.items():
+            held = set(getattr(loaded, name) or ())
+            for index, key in enumerate(keys):
+                holds[key] = index in held
+        return holds
+
+
+def _cohorts(reg: registry.Registration, asked: list[tuple[str, Hashable, Any]]) -> Cohorts:
+    """Group the conditions by their SQL with the parameters left out (PostgreSQL with
+    client-side binding, Django's default: a ``VALUES`` list of literals types itself)."""
+    cohorts = Cohorts()
+    if (len(asked) < COHORT_MIN or connection.vendor != "postgresql"
+            or connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")):
+        return cohorts
+    shapes: dict[tuple[str, int], list[tuple[str, Hashable, tuple[Any, ...]]]] = {}
+    for kind, key, queryset in asked:
+        compiled = _compiled(reg, key, queryset)
+        if compiled is None:
+            continue
+        sql, params = compiled
+        shapes.setdefault((sql, len(params)), []).append((kind, key, params))
+    for (sql, width), members in shapes.items():
+        if len(members) < COHORT_MIN:
+            continue
+        name = f"_gqlsync_cohort_{len(cohorts.annotations)}"
+        columns = [f"c{i}" for i in range(width)]
+        pieces = sql.split("%%")
+        count = 0
+        for i, piece in enumerate(pieces):
+            parts = piece.split("%s")
+            rebuilt = parts[0]
+            for part in parts[1:]:
+                rebuilt += f"v.{columns[count]}" + part
+                count += 1
+            pieces[i] = rebuilt
+        if count != width:
+            continue  # placeholders it did not compile to: ask them one by one
+        correlated = "%%".join(pieces)
+        row = "(" + ", ".join(["%s"] * (width + 1)) + ")"
+        values = ", ".join([row] * len(members))
+        listed = [value for index, (_, _, ps) in enumerate(members) for value in (index, *ps)]
+        cohorts.annotations[name] = RawSQL(
+            f"ARRAY(SELECT v.i FROM (VALUES {values}) AS v(i, {', '.join(columns)}) "
+            f"WHERE {correlated})", listed)
+        cohorts.rows[name] = [(kind, key) for kind, key, _ in members]
+        cohorts.members.update((kind, key) for kind, key, _ in members)
+    return cohorts
+
+
+def _compiled(reg: registry.Registration, key: Hashable, queryset: Any,
+              ) -> tuple[str, tuple[Any, ...]] | None:
+    """``EXISTS(queryset.filter(pk=OuterRef("pk")))`` compiled in the loader's query:
+    its SQL (the outer row read through the base table's name) and parameters; None if
+    it cannot be compiled (it selects nothing, say). Cached: a view lives long."""
+    cache_key = (reg.label, key)
+    if cache_key in _COMPILED:
+        _COMPILED.move_to_end(cache_key)
+        return _COMPILED[cache_key]
+    try:
+        outer = _loader(reg).query.clone()
+        expression = Exists(queryset.filter(pk=OuterRef("pk"))).resolve_expression(
+            outer, allow_joins=True, reuse=None, summarize=False)
+        sql, params = outer.get_compiler(connection=connection).compile(expression)
+        found: tuple[str, tuple[Any, ...]] | None = (sql, tuple(params))
+    except Exception:  # EmptyResultSet and the like: the one-by-one path knows them
+        found = None
+    _COMPILED[cache_key] = found
+    if len(_COMPILED) > _COMPILED_SIZE:
+        _COMPILED.popitem(last=False)
+    return found
 
 
 def _moved_on(row: models.Model, after: dict[str, Any]) -> bool:
@@ -292,7 +418,8 @@ def _on_images(
                 continue
             asked.append(("now", key, queryset))
             questions.append((queryset, instance))
-            if kind == "check" and previous is not None:
+            keyless = kind == "view" and not views[key].keeps_keys()
+            if (kind == "check" or keyless) and previous is not None:
                 asked.append(("was", key, queryset))
                 questions.append((queryset, previous))
     try:
@@ -312,8 +439,30 @@ def _on_images(
         if previous is not None:
             answers[("previous", k)] = holds.get(("was", k), False)
     transitions = {k: view.record(event.pk, holds.get(("now", k), False))
-                   for k, view in views.items() if k not in failed}
+                   for k, view in views.items() if k not in failed and view.keeps_keys()}
+    for k, view in views.items():
+        if k not in failed and not view.keeps_keys():
+            transitions[k] = (holds.get(("was", k), False), holds.get(("now", k), False))
     return Answers(instance, previous, answers, transitions, failed, fallback)
+
+
+def _held(views: dict[Hashable, TrackedView], image: models.Model,
+          failed: dict[Hashable, BaseException]) -> dict[Hashable, bool]:
+    """Does each view's rule select ``image`` (a row's state before a change, or a
+    deleted row's last one)? One statement for all of them; if it fails, each on its own
+    (a view that raises is recorded in ``failed``)."""
+    keys = [k for k, view in views.items() if view.selects() is not None]
+    questions = [(views[k].queryset, image) for k in keys]
+    try:
+        replies = _isolated_query(lambda: images.holds(questions))
+    except Exception as error:
+        if not blame(error):
+            raise
+        replies = [_isolated(failed, k, functools.partial(
+            lambda q: images.holds([(q, image)])[0], views[k].queryset)) for k in keys]
+    found = dict.fromkeys(views, False)
+    found.update({k: bool(reply) for k, reply in zip(keys, replies, strict=True)})
+    return found
 
 
 def _isolated_query(ask: Callable[[], Any]) -> Any:

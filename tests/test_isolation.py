@@ -173,14 +173,14 @@ async def test_an_execution_that_fails_ends_only_its_subscribers(
     """A document whose execution raises (a bug in a resolver's serializer, say) ends
     its own subscribers; other documents on the same event are sent as usual."""
     broken = "subscription { bookChanged { op id } }"
-    real = execute.payload
+    real = execute._run
 
-    async def failing(operation: execute.SharedOperation, root: Any) -> str:
+    async def failing(operation: execute.SharedOperation, root: Any, context: Any) -> str:
         if operation.query == broken:
             raise RuntimeError("serializer bug")
-        return await real(operation, root)
+        return await real(operation, root, context)
 
-    monkeypatch.setattr(execute, "payload", failing)
+    monkeypatch.setattr(execute, "_run", failing)
     async with GraphQLWSClient(application) as client:
         doomed = await client.subscribe(broken)
         witness = await client.subscribe(ALL)

@@ -65,15 +65,12 @@ async def test_distinct_variables_are_distinct_executions(application: Any) -> N
         assert hub.stats["executions"] - before == 1
 
 
-async def test_users_are_not_shared_without_a_permission_scope(application: Any) -> None:
-    """messageChanged-like fields without a coarser scope run once per user."""
+async def test_users_receiving_the_same_row_share_one_execution(application: Any) -> None:
+    """alice and bob are distinct scopes, but ``node { text }`` reads nothing of who is
+    asking: the message both may see is executed once and sent to all three."""
     from tests.permission_schema import application as perm_app
 
-    tokens = [await token_for("alice"), await token_for("bob")]
-    alice, bob = (GraphQLWSClient(perm_app, payload={"authorization": f"Bearer {token}"})
-                  for token in tokens)
-    await alice.connect()
-    await bob.connect()
+    alice, bob = await _clients(perm_app, "alice", "bob")
     query = "subscription { messageChanged { op node { text } } }"
     subs = [await alice.subscribe(query), await alice.subscribe(query), await bob.subscribe(query)]
     await settle()
@@ -86,10 +83,61 @@ async def test_users_are_not_shared_without_a_permission_scope(application: Any)
     await Message.objects.acreate(room=general, author=author, text="to both")
     for sub in subs:
         assert (await sub.next())["data"]["messageChanged"]["node"]["text"] == "to both"
-    assert hub.stats["executions"] - before == 2, "one per user scope, shared within alice's"
+    assert hub.stats["executions"] - before == 1
     for client in (alice, bob):
         await client.communicator.disconnect()
 
+
+async def _clients(app: Any, *usernames: str) -> list[GraphQLWSClient]:
+    clients = []
+    for username in usernames:
+        client = GraphQLWSClient(
+            app, payload={"authorization": f"Bearer {await token_for(username)}"})
+        await client.connect()
+        clients.append(client)
+    return clients
+
+
+async def _author_changed(query: str) -> tuple[list[dict[str, Any]], int]:
+    """carol (staff) and bob subscribe with ``query``; an author is created: what each
+    receives, and how many executions it took."""
+    from tests.permission_schema import application as perm_app
+
+    carol, bob = await _clients(perm_app, "carol", "bob")
+    subs = [await carol.subscribe(query), await bob.subscribe(query)]
+    await settle()
+    hub = get_hub()
+    before = hub.stats["executions"]
+    await Author.objects.acreate(name="New Author", email="new@author.com")
+    received = [(await sub.next())["data"]["authorChanged"]["node"] for sub in subs]
+    for client in (carol, bob):
+        await client.communicator.disconnect()
+    return received, hub.stats["executions"] - before
+
+
+async def test_a_field_level_rule_is_executed_per_scope() -> None:
+    """``email`` carries strawberry-django's IsStaff: its execution reads the user, so
+    carol's bytes are not bob's."""
+    received, executions = await _author_changed(
+        "subscription { authorChanged { op node { name email } } }")
+    assert received == [{"name": "New Author", "email": "new@author.com"},
+                        {"name": "New Author", "email": None}]
+    assert executions == 2
+
+
+async def test_the_same_field_without_the_rule_is_shared() -> None:
+    received, executions = await _author_changed(
+        "subscription { authorChanged { op node { name } } }")
+    assert received == [{"name": "New Author"}, {"name": "New Author"}]
+    assert executions == 1
+
+
+async def test_sharing_across_scopes_can_be_turned_off(settings: Any) -> None:
+    settings.GQLSYNC = {**getattr(settings, "GQLSYNC", {}), "SHARE_ACROSS_SCOPES": False}
+    received, executions = await _author_changed(
+        "subscription { authorChanged { op node { name } } }")
+    assert received == [{"name": "New Author"}, {"name": "New Author"}]
+    assert executions == 2
 
 
 async def test_generated_subscriptions_hold_no_task_per_operation(application: Any) -> None:
