@@ -296,11 +296,57 @@ def cursor(type_: type, *, name: str | None = None, description: str | None = No
         "(pass it as `after`)."))
 
 
+#: a ``where`` function: ``(info, **arguments) -> Q | None`` (sync or async)
+Where = Callable[..., Any]
+_RESERVED = ("filters", "id", "after")
+
+
+def _where_parameters(where: Where | None) -> list[inspect.Parameter]:
+    """The GraphQL arguments a ``where`` function declares (all but its ``info``)."""
+    if where is None:
+        return []
+    if not callable(where):
+        raise TypeError("where= takes a function (info, **arguments) -> Q; for a fixed "
+                        "condition write one that returns it")
+    parameters = list(inspect.signature(where, eval_str=True).parameters.values())
+    if not parameters or parameters[0].name != "info":
+        raise TypeError(f"{where.__qualname__}: the first parameter of a where function "
+                        "is info (the resolver's Info)")
+    declared = []
+    for parameter in parameters[1:]:
+        if parameter.name in _RESERVED:
+            raise TypeError(f"{where.__qualname__}: {parameter.name!r} is an argument every "
+                            "generated subscription has; name yours otherwise")
+        if parameter.kind in (inspect.Parameter.VAR_POSITIONAL,
+                              inspect.Parameter.VAR_KEYWORD):
+            raise TypeError(f"{where.__qualname__}: declare each argument by name")
+        if parameter.annotation is inspect.Parameter.empty:
+            raise TypeError(f"{where.__qualname__}: argument {parameter.name!r} needs a "
+                            "type annotation (it becomes a GraphQL argument)")
+        declared.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+    return declared
+
+
+async def _condition(where: Where | None, info: Info, arguments: dict[str, Any]) -> Q | None:
+    """Call the field's ``where`` function: a sync one off the event loop (it usually
+    reads the database, as an access check does)."""
+    if where is None:
+        return None
+    if inspect.iscoroutinefunction(where):
+        found = await where(info, **arguments)
+    else:
+        found = await sync_to_async(where)(info, **arguments)
+    if found is not None and not isinstance(found, Q):
+        raise TypeError(f"{where.__qualname__} returned {type(found).__name__}, not a Q")
+    return found
+
+
 def subscription(
     type_: type,
     *,
     filters: type | None = None,
     permission: Permission | None = None,
+    where: Where | None = None,
     name: str | None = None,
     description: str | None = None,
 ) -> Any:
@@ -309,35 +355,54 @@ def subscription(
     ``filters`` defaults to the filter input declared on the type
     (``@strawberry_django.type(Model, filters=...)``); pass ``permission`` to restrict who
     may subscribe and which rows each subscriber receives.
+
+    ``where`` adds arguments of your own and the condition they make: a function
+    ``(info, **arguments) -> Q`` (sync or async; a sync one runs off the event loop)
+    whose annotated parameters become the field's arguments. It runs once, when a client
+    subscribes: raise a ``GraphQLError`` there to refuse (an access check), return the
+    ``Q`` the rows must match (or None). The field keeps shared execution, which a
+    hand-written ``listen()`` resolver does not::
+
+        def in_room(info: Info, room: str) -> Q:
+            check_member(gqlsync.get_user(info), room)  # raises GraphQLError
+            return Q(room__name=room)
+
+        message_changed = gqlsync.subscription(MessageType, where=in_room)
     """
     definition = _definition(type_)
     registry.register(definition.model)
     event_cls = event_type(type_)
     filter_type = filters if filters is not None else definition.filters
+    declared = _where_parameters(where)
+    own = [p.name for p in declared]
 
     async def resolver(
         info: Info, filters: Any = None, id: strawberry.ID | None = None,
-        after: str | None = None,
+        after: str | None = None, **arguments: Any,
     ) -> AsyncGenerator[Any, None]:
+        condition = await _condition(where, info, {k: arguments[k] for k in own})
         async for change in listen(
-            info, type_, filters=filters, pk=_pk_of(type_, id), permission=permission,
-            after=after, _share=True,
+            info, type_, filters=filters, where=condition, pk=_pk_of(type_, id),
+            permission=permission, after=after, _share=True,
         ):
             yield change
 
     async def opener(
         info: Info, sender: FrameSender, filters: Any = None, id: strawberry.ID | None = None,
-        after: str | None = None,
+        after: str | None = None, **arguments: Any,
     ) -> Subscription:
         """The same subscription, opened without a generator (the WebSocket transport's
         own subscribe step for generated fields; see ``gqlsync.transport.subscribe``)."""
-        return await _open(info, type_, filters=filters, pk=_pk_of(type_, id),
-                           permission=permission, after=after, sender=sender)
+        condition = await _condition(where, info, {k: arguments[k] for k in own})
+        return await _open(info, type_, filters=filters, where=condition,
+                           pk=_pk_of(type_, id), permission=permission, after=after,
+                           sender=sender)
 
     setattr(resolver, OPENER, opener)
 
     params = [
         inspect.Parameter("info", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Info),
+        *declared,
         inspect.Parameter(
             "id", inspect.Parameter.KEYWORD_ONLY, default=None,
             annotation=strawberry.ID | None,
@@ -348,6 +413,7 @@ def subscription(
     ]
     annotations: dict[str, Any] = {
         "info": Info,
+        **{p.name: p.annotation for p in declared},
         "id": strawberry.ID | None,
         "after": str | None,
         "return": AsyncGenerator[event_cls, None],  # type: ignore[valid-type]

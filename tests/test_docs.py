@@ -94,13 +94,18 @@ _resume = load_example("resume")
 test_example_resume = pytest.mark.django_db(transaction=True)(
     _resume.test_a_client_that_reconnects_misses_nothing)
 
+_where = load_example("where_arguments")
+test_example_where_arguments = pytest.mark.django_db(transaction=True)(
+    pytest.mark.usefixtures("seeded")(
+        _where.test_members_receive_the_rooms_messages_and_others_are_refused))
+
 # Examples exercised by the tests below, by file name. Together with the re-exports
 # above this must be every file in docs/examples/.
 RUN_HERE = {
     "capture_events", "ws_client", "rejected_token", "settings", "settings_redis",
     "register", "listen", "permissions", "token_authenticator", "notify", "tracked_queryset",
     "permission_rule", "security_settings", "subscription_filters",
-    "previous_state", "filter_transitions", "resume",
+    "previous_state", "filter_transitions", "resume", "where_arguments",
 }
 
 

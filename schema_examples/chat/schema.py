@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-
 import strawberry
 import strawberry_django
 from asgiref.sync import sync_to_async
@@ -78,16 +76,16 @@ class Mutation:
         return await sync_to_async(_send)(user, room, text)  # type: ignore[return-value]
 
 
+async def in_room(info: Info, room: str) -> Q:
+    """``messageChanged(room:)``: members of the room only (checked once, when the client
+    subscribes), then the room's messages. ``MessageType`` is protected, so each event is
+    also judged by the members-only rule: a member removed from the room gets its
+    messages as ``DELETED`` and nothing more from it."""
+    await sync_to_async(_member_room)(gqlsync.get_user(info), room)
+    return Q(room__name=room)
+
+
 @strawberry.type
 class Subscription:
-    @strawberry.subscription
-    async def message_changed(
-        self, info: Info, room: str, after: str | None = None
-    ) -> AsyncGenerator[MessageEvent, None]:  # type: ignore[valid-type]
-        user = gqlsync.get_user(info)
-        await sync_to_async(_member_room)(user, room)
-        # MessageType is protected: only messages the user may see, re-checked per event;
-        # after: the cursor of the last event a reconnecting client received
-        async for change in gqlsync.listen(info, MessageType, where=Q(room__name=room),
-                                           after=after):
-            yield change
+    # after: the cursor of the last event a reconnecting client received
+    message_changed = gqlsync.subscription(MessageType, where=in_room)
