@@ -166,6 +166,7 @@ class Subscription:
     queue: collections.deque[Delivery | BaseException] | None = None
     _waiter: asyncio.Future[None] | None = None
     _execution_key: Hashable = None
+    _document_key: Hashable = None
 
     def execution_key(self) -> Hashable:
         """(document, variables, operation name, scope): equal keys, equal payloads."""
@@ -176,8 +177,9 @@ class Subscription:
     def document_key(self) -> Hashable:
         """(document, variables, operation name): what the payload depends on besides
         the row and, when the execution reads the context, the scope."""
-        key = self.execution_key()
-        return key[:3] if isinstance(key, tuple) else key
+        if self._document_key is None and self.shared is not None:
+            self._document_key = self.shared.key(None)[:3]  # type: ignore[index]
+        return self._document_key
 
     def rescoped(self, scope: Hashable) -> None:
         self.scope = scope
@@ -705,7 +707,7 @@ class Hub:
         position: tuple[int, int] | None = None
         # subscriptions with the same conditions get the same answer (and, for shared
         # execution, the same Delivery object, so they group without comparing rows)
-        decided: dict[tuple[Sequence[RowFilter], TrackedView | None], Delivery | None] = {}
+        decided: dict[tuple[Sequence[RowFilter], Any], Any] = {}
         pairs: list[tuple[Subscription, Delivery | None]] = []
         for sub in members.candidates(answers.instance, answers.previous):
             if sub.resuming:
@@ -718,21 +720,24 @@ class Hub:
             if not sub.checks and sub.view is None:
                 pairs.append((sub, plain))
                 continue
-            conditions = (sub.checks, sub.view)
-            if conditions not in decided:
-                decided[conditions] = self._delivery_for(sub, event, answers, plain)
-            pairs.append((sub, decided[conditions]))
+            # what _delivery_for reads: the filters' answers and the view's transition
+            conditions = (sub.checks, None if sub.view is None
+                          else answers.views.get(sub.view.key, _UNANSWERED))
+            found = decided.get(conditions, _UNDECIDED)
+            if found is _UNDECIDED:
+                found = decided[conditions] = self._delivery_for(sub, event, answers, plain)
+            pairs.append((sub, found))  # type: ignore[arg-type]
         await self._send(pairs)
 
     async def _send(self, pairs: Sequence[tuple[Subscription, Delivery | None]]) -> None:
         """Hand each subscription its delivery; run shared ones once per distinct key.
 
-        Shared subscriptions are grouped by document and delivery, then by scope. The
-        first scope's execution also tells whether its bytes are every scope's
-        (:func:`gqlsync.execute.shareable_payload`): then the other scopes of the group
-        get them too, and otherwise each scope is executed on its own.
+        Shared subscriptions are grouped by document and delivery. One execution, with
+        the context of the group's first subscriber, also tells whether its bytes are
+        every scope's (:func:`gqlsync.execute.shareable_payload`): then the whole group
+        gets them; otherwise each scope of the group is executed on its own.
         """
-        shared: dict[Hashable, dict[Hashable, list[Subscription]]] = {}
+        groups: dict[Hashable, list[Subscription]] = {}
         deliveries: dict[Hashable, Delivery] = {}
         delivered = 0
         for sub, delivery in pairs:
@@ -743,46 +748,77 @@ class Hub:
                 sub.deliver(delivery)
                 continue
             key = (sub.document_key(), delivery.op, id(delivery.instance))
-            scopes = shared.get(key)
-            if scopes is None:
-                scopes = shared[key] = {}
-                deliveries[key] = delivery
-            members = scopes.get(sub.scope)
+            members = groups.get(key)
             if members is None:
-                scopes[sub.scope] = [sub]
+                groups[key] = [sub]
+                deliveries[key] = delivery
             else:
                 members.append(sub)
         self.stats["deliveries"] += delivered
         self._fresh_caches()
         across = get_settings()["SHARE_ACROSS_SCOPES"]
-        for grouping, scopes in shared.items():
+        caching = self._cached_at == self._generation  # shared with later catch-ups
+        for grouping, subs in groups.items():
             delivery = deliveries[grouping]
-            everyone = self._bodies.get((grouping, _ANY_SCOPE))
-            for scope, subs in scopes.items():
-                body = everyone or self._bodies.get((grouping, scope))
-                if body is None:
-                    first = subs[0]
-                    assert first.shared is not None
-                    assert first.to_root is not None
-                    root = first.to_root(delivery)
-                    try:
-                        if across and not execute.reads_context(first.shared):
-                            body, shareable = await execute.shareable_payload(
-                                first.shared, root)
-                        else:
-                            body, shareable = await execute.payload(first.shared, root), False
-                    except Exception as error:  # this document's failure ends its own only
-                        self._fail(subs, {"execution": error},
-                                   "its selection could not be executed")
-                        continue
-                    self.stats["executions"] += 1
-                    if shareable:
-                        everyone = body
-                    if self._cached_at == self._generation:  # shared with later catch-ups
-                        self._bodies[(grouping, _ANY_SCOPE if shareable else scope)] = body
+            body = self._bodies.get((grouping, _ANY_SCOPE))
+            known: dict[Hashable, str] = {}
+            if body is None and across:
+                first = subs[0]
+                assert first.shared is not None
+                if not execute.reads_context(first.shared):
+                    trial = await self._execute(first, delivery, shareable=True)
+                    if trial is not None:
+                        body, shareable = trial
+                        if not shareable:
+                            known[first.scope] = body
+                            body = None
+                        elif caching:
+                            self._bodies[(grouping, _ANY_SCOPE)] = body
+            if body is not None:
                 for sub in subs:
                     assert sub.sender is not None
                     sub.deliver(sub.sender.frame(body))
+                continue
+            by_scope: dict[Hashable, list[Subscription]] = {}
+            for sub in subs:
+                by_scope.setdefault(sub.scope, []).append(sub)
+            for scope, scoped in by_scope.items():
+                body = known.get(scope) or self._bodies.get((grouping, scope))
+                if body is None:
+                    try:
+                        done = await self._execute(scoped[0], delivery, shareable=False,
+                                                   raising=True)
+                    except Exception as error:  # this document's failure ends its own only
+                        self._fail(scoped, {"execution": error},
+                                   "its selection could not be executed")
+                        continue
+                    assert done is not None
+                    body = done[0]
+                    if caching:
+                        self._bodies[(grouping, scope)] = body
+                for sub in scoped:
+                    assert sub.sender is not None
+                    sub.deliver(sub.sender.frame(body))
+
+    async def _execute(self, sub: Subscription, delivery: Delivery, *, shareable: bool,
+                       raising: bool = False) -> tuple[str, bool] | None:
+        """Run ``sub``'s selection set for ``delivery``: (payload, whether it is every
+        scope's). A trial (``shareable``) that raises returns None: each scope is then
+        executed, and fails, on its own."""
+        assert sub.shared is not None
+        assert sub.to_root is not None
+        root = sub.to_root(delivery)
+        try:
+            if shareable:
+                done = await execute.shareable_payload(sub.shared, root)
+            else:
+                done = (await execute.payload(sub.shared, root), False)
+        except Exception:
+            if raising:
+                raise
+            return None
+        self.stats["executions"] += 1
+        return done
 
     def _fail(self, subs: Sequence[Subscription], failed: dict[Hashable, BaseException],
               what: str = "its filter or permission could not be evaluated") -> None:
@@ -1103,6 +1139,11 @@ def _position(cursor: str) -> tuple[int, int]:
     except Gap:  # not from the log (it is off): never at or before a floor
         return (sys.maxsize, 0)
 
+
+#: a view's transition the evaluation did not give (it subscribed meanwhile), and "not
+#: decided yet" (None is a decision: nothing to send)
+_UNANSWERED = object()
+_UNDECIDED = object()
 
 #: the key of a payload cached for every scope (its execution read nothing of the context)
 _ANY_SCOPE = object()

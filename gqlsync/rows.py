@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django.db import (
     DatabaseError,
@@ -305,13 +305,29 @@ class Cohorts:
         return holds
 
 
+#: cohorts built, by (model, the conditions asked): an event asks the same conditions as
+#: the one before it until a subscription comes or goes (bounded, least recent first)
+_COHORTS: OrderedDict[tuple[str, tuple[tuple[str, Hashable], ...]], Cohorts] = OrderedDict()
+_COHORTS_SIZE = 16
+
+
 def _cohorts(reg: registry.Registration, asked: list[tuple[str, Hashable, Any]]) -> Cohorts:
     """Group the conditions by their SQL with the parameters left out (PostgreSQL with
-    client-side binding, Django's default: a ``VALUES`` list of literals types itself)."""
-    cohorts = Cohorts()
+    client-side binding, Django's default: a ``VALUES`` list of literals types itself).
+
+    The parameters are rendered into the SQL as literals by the driver
+    (``connection.ops.compose_sql``), once for as long as the same conditions are asked,
+    so that an event does not have a thousand users' parameters parsed and bound again.
+    """
     if (len(asked) < COHORT_MIN or connection.vendor != "postgresql"
             or connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")):
-        return cohorts
+        return Cohorts()
+    signature = (reg.label, tuple((kind, key) for kind, key, _ in asked))
+    cached = _COHORTS.get(signature)
+    if cached is not None:
+        _COHORTS.move_to_end(signature)
+        return cached
+    cohorts = Cohorts()
     shapes: dict[tuple[str, int], list[tuple[str, Hashable, tuple[Any, ...]]]] = {}
     for kind, key, queryset in asked:
         compiled = _compiled(reg, key, queryset)
@@ -339,11 +355,16 @@ def _cohorts(reg: registry.Registration, asked: list[tuple[str, Hashable, Any]])
         row = "(" + ", ".join(["%s"] * (width + 1)) + ")"
         values = ", ".join([row] * len(members))
         listed = [value for index, (_, _, ps) in enumerate(members) for value in (index, *ps)]
-        cohorts.annotations[name] = RawSQL(
+        rendered = cast(Any, connection.ops).compose_sql(
             f"ARRAY(SELECT v.i FROM (VALUES {values}) AS v(i, {', '.join(columns)}) "
             f"WHERE {correlated})", listed)
+        # literals now, and no placeholders: a % left in the text is a literal percent
+        cohorts.annotations[name] = RawSQL(rendered.replace("%", "%%"), ())
         cohorts.rows[name] = [(kind, key) for kind, key, _ in members]
         cohorts.members.update((kind, key) for kind, key, _ in members)
+    _COHORTS[signature] = cohorts
+    if len(_COHORTS) > _COHORTS_SIZE:
+        _COHORTS.popitem(last=False)
     return cohorts
 
 

@@ -56,7 +56,8 @@ def test_a_view_within_the_bound_keeps_its_keys() -> None:
 def test_a_view_that_grows_past_the_bound_lets_its_keys_go() -> None:
     view = _alices_view(limit=3)
     view.load()
-    assert view.pks is not None and len(view.pks) == 2
+    assert view.pks is not None
+    assert len(view.pks) == 2
     for message in _messages("general", 2):
         view.record(message.pk, True)
     assert view.pks is None
