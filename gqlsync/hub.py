@@ -694,8 +694,7 @@ class Hub:
     async def _changes(self, event: Event, members: Members[Subscription]) -> None:
         # every distinct condition is asked once (views must follow every change), but
         # only the subscriptions the row's values can reach are visited
-        answers = await sync_to_async(rows.evaluate)(
-            event, members.distinct_checks(), members.distinct_views())
+        answers = await sync_to_async(rows.evaluate)(event, *members.distinct())
         if answers.fallback:
             self.stats["fallbacks"] += 1
         if answers.failed:

@@ -357,8 +357,11 @@ class TrackedView:
     def record(self, pk: Any, after: bool) -> tuple[bool, bool]:
         """Note that row ``pk`` is (``after``) visible now; returns (before, after)
         (a view that keeps its keys only)."""
+        return self.record_key(pk_key(pk), after)
+
+    def record_key(self, key: int | str, after: bool) -> tuple[bool, bool]:
+        """:meth:`record` for a key already made with :func:`gqlsync.events.pk_key`."""
         assert self.pks is not None, "a view without keys is judged on previous states"
-        key = pk_key(pk)
         before = key in self.pks
         if after:
             self.pks.add(key)
@@ -448,7 +451,7 @@ class Members(Generic[S]):
     asks each once without walking the subscribers.
     """
 
-    __slots__ = ("all", "checks", "index", "rest", "views")
+    __slots__ = ("_distinct", "all", "checks", "index", "rest", "views")
 
     def __init__(self) -> None:
         self.all: set[S] = set()
@@ -456,6 +459,9 @@ class Members(Generic[S]):
         self.index: dict[_Dimension, dict[Any, set[S]]] = {}
         self.checks: dict[Hashable, list[Any]] = {}  # key -> [RowFilter, count]
         self.views: dict[Hashable, list[Any]] = {}  # key -> [TrackedView, count]
+        #: (distinct checks, distinct views), made once until a condition comes or goes
+        self._distinct: tuple[dict[Hashable, RowFilter], dict[Hashable, TrackedView]] | None = (
+            None)
 
     def __bool__(self) -> bool:
         return bool(self.all)
@@ -516,21 +522,32 @@ class Members(Generic[S]):
         if sub.view is not None:
             self._count(self.views, sub.view.key, sub.view, -1)
 
-    @staticmethod
-    def _count(counts: dict[Hashable, list[Any]], key: Hashable, item: Any, step: int) -> None:
+    def _count(self, counts: dict[Hashable, list[Any]], key: Hashable, item: Any,
+               step: int) -> None:
         entry = counts.get(key)
         if entry is None:
             counts[key] = [item, step]
+            self._distinct = None
             return
         entry[1] += step
         if entry[1] <= 0:
             del counts[key]
+            self._distinct = None
+
+    def distinct(self) -> tuple[dict[Hashable, RowFilter], dict[Hashable, TrackedView]]:
+        """The distinct filters and views, by key: the same two dicts (do not change
+        them) for as long as no condition comes or goes, so that what is built from
+        them per event (:func:`gqlsync.rows.evaluate`'s plan) can be kept."""
+        if self._distinct is None:
+            self._distinct = ({key: entry[0] for key, entry in self.checks.items()},
+                              {key: entry[0] for key, entry in self.views.items()})
+        return self._distinct
 
     def distinct_checks(self) -> dict[Hashable, RowFilter]:
-        return {key: entry[0] for key, entry in self.checks.items()}
+        return self.distinct()[0]
 
     def distinct_views(self) -> dict[Hashable, TrackedView]:
-        return {key: entry[0] for key, entry in self.views.items()}
+        return self.distinct()[1]
 
     def candidates(self, *rows: models.Model | None) -> list[S]:
         """The subscriptions a change to these states of one row can reach."""

@@ -189,25 +189,9 @@ def _evaluate(
         return Answers(instance, instance, answers, transitions, failed)
     # One query: the row with its foreign keys, and whether every distinct filter and
     # every view selects it, so the cost grows with distinct conditions, not subscribers.
-    conditions: dict[str, tuple[str, Hashable]] = {}
-    annotations: dict[str, Any] = {}
-    by_equality = {k: f for k, f in checks.items() if f.equality is not None}
-    asked: list[tuple[str, Hashable, Any]] = []
-    for kind, found in (("check", checks), ("view", views)):
-        for key, condition in found.items():
-            if kind == "check" and key in by_equality:
-                continue  # answered from the loaded row below
-            queryset = condition.selects()
-            if queryset is not None:
-                asked.append((kind, key, queryset))
-    cohorts = _cohorts(reg, asked)
-    for kind, key, queryset in asked:
-        if (kind, key) in cohorts.members:
-            continue
-        name = f"_gqlsync_{len(annotations)}"
-        annotations[name] = Exists(queryset.filter(pk=OuterRef("pk")))
-        conditions[name] = (kind, key)
-    annotations.update(cohorts.annotations)
+    plan = _plan(reg, checks, views)
+    by_equality, asked, cohorts = plan.by_equality, plan.asked, plan.cohorts
+    annotations, conditions = plan.annotations, plan.conditions
     holds: dict[tuple[str, Hashable], bool] = {}
     fallback = False
     try:
@@ -242,15 +226,16 @@ def _evaluate(
     answers = {k: holds.get(("check", k), False) for k in checks}
     for key, check in by_equality.items():
         answers[key] = _isolated(failed, key, functools.partial(_equal, check, loaded, event.pk))
-    transitions = {k: view.record(event.pk, holds.get(("view", k), False))
-                   for k, view in views.items() if k not in failed and view.keeps_keys()}
+    row_key = pk_key(event.pk)
+    transitions = {k: view.record_key(row_key, holds.get(("view", k), False))
+                   for k, view in views.items() if view.pks is not None and k not in failed}
     previous = None
     # a view without keys: before is the rule's answer for the previous state, or
     # after's when the change wrote nothing the rule reads
     changed = set(event.changed) if event.op is Op.UPDATED else set()
     ask: dict[Hashable, TrackedView] = {}
     for k, view in views.items():
-        if k in failed or view.keeps_keys():
+        if view.pks is not None or k in failed:
             continue
         after = holds.get(("view", k), False)
         if event.op is Op.CREATED:
@@ -275,6 +260,60 @@ def _evaluate(
             answers[("previous", k)] = _isolated(
                 failed, k, functools.partial(checks[k].matches_deleted, previous))
     return Answers(loaded, previous, answers, transitions, failed, fallback)
+
+
+@dataclass
+class Plan:
+    """How one set of distinct conditions is asked: built once, kept while the hub's
+    conditions for the model stay the same (the same dicts, see
+    :meth:`gqlsync.matching.Members.distinct`)."""
+
+    checks: dict[Hashable, RowFilter]
+    views: dict[Hashable, TrackedView]
+    by_equality: dict[Hashable, RowFilter]
+    asked: list[tuple[str, Hashable, Any]]
+    cohorts: Cohorts
+    annotations: dict[str, Any]
+    conditions: dict[str, tuple[str, Hashable]]
+
+
+#: plans by (model, id of the checks, id of the views); an entry holds the two dicts, so
+#: their ids are not reused while it is kept
+_PLANS: OrderedDict[tuple[str, int, int], Plan] = OrderedDict()
+_PLANS_SIZE = 64
+
+
+def _plan(reg: registry.Registration, checks: dict[Hashable, RowFilter],
+          views: dict[Hashable, TrackedView]) -> Plan:
+    key = (reg.label, id(checks), id(views))
+    found = _PLANS.get(key)
+    if found is not None and found.checks is checks and found.views is views:
+        _PLANS.move_to_end(key)
+        return found
+    by_equality = {k: f for k, f in checks.items() if f.equality is not None}
+    asked: list[tuple[str, Hashable, Any]] = []
+    for kind, conditions_of in (("check", checks), ("view", views)):
+        for condition_key, condition in conditions_of.items():
+            if kind == "check" and condition_key in by_equality:
+                continue  # answered from the loaded row
+            queryset = condition.selects()
+            if queryset is not None:
+                asked.append((kind, condition_key, queryset))
+    cohorts = _cohorts(reg, asked)
+    annotations: dict[str, Any] = {}
+    conditions: dict[str, tuple[str, Hashable]] = {}
+    for kind, condition_key, queryset in asked:
+        if (kind, condition_key) in cohorts.members:
+            continue
+        name = f"_gqlsync_{len(annotations)}"
+        annotations[name] = Exists(queryset.filter(pk=OuterRef("pk")))
+        conditions[name] = (kind, condition_key)
+    annotations.update(cohorts.annotations)
+    plan = Plan(checks, views, by_equality, asked, cohorts, annotations, conditions)
+    _PLANS[key] = plan
+    if len(_PLANS) > _PLANS_SIZE:
+        _PLANS.popitem(last=False)
+    return plan
 
 
 #: conditions compiled as EXISTS over the loader's base table, by (model, condition key)
