@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import report, runner
-from bench.scenarios import SCENARIOS, cases
+from bench.scenarios import SCENARIOS, cases, users, variants
 
-VARIANTS = ("gqlsync", "baseline", "floor")
+VARIANTS = ("gqlsync", "baseline", "floor", "allowany")
 PACKAGES = ("gqlsync", "strawberry-graphql", "strawberry-graphql-django", "django", "channels",
             "channels-redis", "redis", "uvicorn", "uvloop", "websockets", "psycopg")
 
@@ -67,12 +67,14 @@ def main() -> int:
         redis = runner.Redis(args.redis, Path(tmp))
         try:
             facts = machine(redis, env)
-            runner.prepare(env)
+            runner.prepare(env, users(args.smoke), Path(tmp))
             for scenario, runs in cases(args.smoke).items():
                 if args.only and scenario not in args.only:
                     continue
                 for case in runs:
-                    for variant in args.variant or VARIANTS:
+                    for variant in variants(scenario):
+                        if args.variant and variant not in args.variant:
+                            continue
                         run = dataclasses.replace(case, variant=variant)
                         row = runner.measure(run, redis, env, Path(tmp))
                         rows.append(row)

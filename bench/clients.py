@@ -30,14 +30,21 @@ DOCUMENT_GROUP = (
     "subscription($g: Int) { itemChanged(filters: {group: {exact: $g}}) "
     "{ op id node { id title group sentAt } } }"
 )
+#: the scoped scenarios: members of room $g only, each user their own scope
+DOCUMENT_ROOM = (
+    "subscription($g: Int!) { itemChangedIn(room: $g) "
+    "{ op id node { id title group sentAt } } }"
+)
 CONNECTING = 50
 
 
 @dataclass
 class Plan:
-    """One worker's sockets: (server url, the group of each subscription or None)."""
+    """One worker's sockets: (server url, the group of each subscription or None, the
+    bearer token the socket signs in with or None). A socket with a token subscribes
+    with :data:`DOCUMENT_ROOM`."""
 
-    sockets: list[tuple[str, list[int | None]]] = field(default_factory=list)
+    sockets: list[tuple[str, list[int | None], str | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -50,35 +57,37 @@ class Tally:
     seen: set[tuple[int, str, str]] = field(default_factory=set)
 
 
-def subscribe_message(sub_id: str, group: int | None) -> str:
+def subscribe_message(sub_id: str, group: int | None, scoped: bool = False) -> str:
     if group is None:
         payload: dict[str, Any] = {"query": DOCUMENT_ALL}
     else:
-        payload = {"query": DOCUMENT_GROUP, "variables": {"g": group}}
+        document = DOCUMENT_ROOM if scoped else DOCUMENT_GROUP
+        payload = {"query": document, "variables": {"g": group}}
     return json.dumps({"id": sub_id, "type": "subscribe", "payload": payload})
 
 
-async def _socket(index: int, url: str, groups: list[int | None], tally: Tally,
-                  gate: asyncio.Semaphore, opened: list[ClientConnection],
+async def _socket(index: int, url: str, groups: list[int | None], token: str | None,
+                  tally: Tally, gate: asyncio.Semaphore, opened: list[ClientConnection],
                   ready: list[int]) -> None:
     async with gate:
         ws = await connect(url, subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
                            compression=None, ping_interval=None, open_timeout=60,
                            max_queue=None)
         opened.append(ws)
-        await ws.send('{"type":"connection_init","payload":{}}')
+        init = {"authorization": f"Bearer {token}"} if token else {}
+        await ws.send(json.dumps({"type": "connection_init", "payload": init}))
         ack = json.loads(await asyncio.wait_for(ws.recv(), 60))
         if ack.get("type") != "connection_ack":
             raise RuntimeError(f"no connection_ack: {ack}")
         for number, group in enumerate(groups, 1):
-            await ws.send(subscribe_message(str(number), group))
+            await ws.send(subscribe_message(str(number), group, scoped=token is not None))
     ready[0] += 1
     async for raw in ws:
         now = time.time()
         message = json.loads(raw)
         kind = message.get("type")
         if kind == "next" and "errors" not in message["payload"]:
-            node = message["payload"]["data"]["itemChanged"]["node"]
+            node = next(iter(message["payload"]["data"].values()))["node"]
             key = (index, message["id"], node["title"])
             if key in tally.seen:
                 tally.duplicates += 1
@@ -101,8 +110,8 @@ async def _run(plan: Plan, ready_count: Any, delivered_count: Any, stop: Any,
     gate = asyncio.Semaphore(CONNECTING)
     opened: list[ClientConnection] = []
     ready = [0]
-    tasks = [asyncio.create_task(_socket(i, url, groups, tally, gate, opened, ready))
-             for i, (url, groups) in enumerate(plan.sockets)]
+    tasks = [asyncio.create_task(_socket(i, url, groups, token, tally, gate, opened, ready))
+             for i, (url, groups, token) in enumerate(plan.sockets)]
     stopping = asyncio.get_running_loop().run_in_executor(None, stop.wait)
     while not stopping.done():
         ready_count.value = ready[0]

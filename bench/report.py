@@ -7,7 +7,9 @@
   KB/sub: that over N;
 - Redis cmd/event: Redis commands (INFO commandstats) during the write phase, per event;
 - a/b, a/c: gqlsync's CPU µs/delivery over the baseline's and the floor's (idle rows:
-  KB/sub over KB/sub). Below 1, gqlsync costs less.
+  KB/sub over KB/sub). Below 1, gqlsync costs less. In ``scoped`` rows, c is the
+  ``allowany`` variant: gqlsync's own path for the same rooms with no rule;
+- p50 a/c: in ``scoped`` rows, gqlsync's p50 latency over the ``allowany`` variant's.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 COLUMNS = ("scenario", "variant", "N", "K", "subs/socket", "servers", "deliveries exp/got",
            "CPU µs/delivery", "deliveries/CPU-s", "p50 ms", "p99 ms", "max ms", "RSS MB",
-           "KB/sub", "Redis cmd/event", "a/b", "a/c", "status")
+           "KB/sub", "Redis cmd/event", "a/b", "a/c", "p50 a/c", "status")
 
 
 def _metric(row: dict[str, Any]) -> float | None:
@@ -26,6 +28,11 @@ def _metric(row: dict[str, Any]) -> float | None:
     if row["scenario"] == "idle":
         return float(row["rss_bytes"]) / row["n"]
     return cpu_per_delivery(row)
+
+
+def _p50(row: dict[str, Any]) -> float | None:
+    latency = row.get("latency_ms") or [None]
+    return latency[0] if row.get("status") == "ok" else None
 
 
 def cpu_per_delivery(row: dict[str, Any]) -> float | None:
@@ -46,12 +53,17 @@ def table(rows: list[dict[str, Any]]) -> str:
         by_case.setdefault(key, {})[row["variant"]] = row
     for row in rows:
         key = (row["scenario"], row["n"], row["k"], row["per_socket"], row["servers"])
-        ratios = ["", ""]
+        ratios = ["", "", ""]
         if row["variant"] == "gqlsync":
             mine = _metric(row)
-            for i, other in enumerate(("baseline", "floor")):
+            reference = "allowany" if row["scenario"] == "scoped" else "floor"
+            for i, other in enumerate(("baseline", reference)):
                 theirs = _metric(by_case[key].get(other, {"status": "missing"}))
                 ratios[i] = _fmt(mine / theirs, 2) if mine and theirs else "-"
+            if row["scenario"] == "scoped":
+                p50 = _p50(row)
+                theirs_p50 = _p50(by_case[key].get("allowany", {}))
+                ratios[2] = _fmt(p50 / theirs_p50, 2) if p50 and theirs_p50 else "-"
         cpu = cpu_per_delivery(row)
         latency = row.get("latency_ms") or [None, None, None]
         rss = row.get("rss_bytes")

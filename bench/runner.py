@@ -33,7 +33,12 @@ VARIANTS = {
     "gqlsync": ("bench.app.asgi_gqlsync:application", "/graphql/stats"),
     "baseline": ("bench.app.asgi_baseline:application", "/bench/stats"),
     "floor": ("bench.app.asgi_floor:application", "/bench/stats"),
+    # the scoped scenario's reference: gqlsync's server, the same rooms, no rule at all
+    "allowany": ("bench.app.asgi_gqlsync:application", "/graphql/stats"),
 }
+#: who publishes the writer's changes, per variant
+PUBLISHERS = {"gqlsync": "gqlsync", "allowany": "gqlsync", "baseline": "baseline",
+              "floor": "floor"}
 CLIENT_WORKERS = 2
 SETTLE = 0.5  # seconds between "all subscribed" and the first write
 GRACE = 0.5  # seconds of listening on after the last expected delivery (duplicates)
@@ -50,6 +55,12 @@ class Run:
     events: int = 20
     rate: float = 20.0
     limit: float = 300.0  # seconds for the whole run
+    #: each subscription signs in as its own user and subscribes to ``itemChangedIn(room:)``
+    #: under the per-user rule (not in the ``allowany`` variant, which is the reference)
+    scoped: bool = False
+
+    def signs_in(self) -> bool:
+        return self.scoped and self.variant != "allowany"
 
     def groups(self) -> list[int | None]:
         """The filter of each subscription: spread evenly over K groups."""
@@ -213,13 +224,15 @@ def _wait(condition: Any, deadline: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def plans(run: Run, urls: list[str]) -> list[Plan]:
-    """Sockets of ``per_socket`` subscriptions, round-robin over servers and workers."""
+def plans(run: Run, urls: list[str], tokens: list[str] | None = None) -> list[Plan]:
+    """Sockets of ``per_socket`` subscriptions, round-robin over servers and workers;
+    with ``tokens``, socket ``s`` signs in as user ``s``."""
     groups = run.groups()
     result = [Plan() for _ in range(CLIENT_WORKERS)]
     for s, start in enumerate(range(0, run.n, run.per_socket)):
         result[s % CLIENT_WORKERS].sockets.append(
-            (urls[s % len(urls)], groups[start:start + run.per_socket]))
+            (urls[s % len(urls)], groups[start:start + run.per_socket],
+             tokens[s] if tokens is not None else None))
     return [plan for plan in result if plan.sockets]
 
 
@@ -240,7 +253,8 @@ def measure(run: Run, redis: Redis, base_env: dict[str, str], tmp: Path) -> dict
     try:
         servers = [Server(run.variant, env, tmp / f"{name}-{i}.log") for i in range(run.servers)]
         writer = subprocess.Popen(
-            [sys.executable, "-m", "bench.writer", "write", "--publisher", run.variant,
+            [sys.executable, "-m", "bench.writer", "write",
+             "--publisher", PUBLISHERS[run.variant],
              "--events", str(run.events), "--rate", str(run.rate),
              "--groups", str(max(run.k, 1)), "--run", name],
             cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -252,7 +266,12 @@ def measure(run: Run, redis: Redis, base_env: dict[str, str], tmp: Path) -> dict
         time.sleep(SETTLE)
         rss_before = sum(s.rss() for s in servers)
 
-        clients = Clients(plans(run, [s.url for s in servers]))
+        tokens = None
+        if run.signs_in():
+            tokens = json.loads(Path(env["BENCH_TOKENS"]).read_text())
+            if len(tokens) < run.n:
+                raise RunFailed(f"{len(tokens)} users prepared, {run.n} needed")
+        clients = Clients(plans(run, [s.url for s in servers], tokens))
         sockets = -(-run.n // run.per_socket)
         connect_start = time.monotonic()
         _wait(lambda: clients.sockets_ready() >= sockets or not clients.alive(), deadline,
@@ -366,24 +385,33 @@ def environment() -> dict[str, str]:
 
 def _ensure_postgres() -> bool:
     try:
-        import psycopg
-
-        with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres",
-                             autocommit=True, connect_timeout=2) as conn:
-            found = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = 'gqlsync_bench'").fetchone()
-            if not found:
-                conn.execute("CREATE DATABASE gqlsync_bench")
+        ensure_database("gqlsync_bench")
         return True
     except Exception:
         return False
 
 
-def prepare(env: dict[str, str]) -> None:
-    """Migrate and create the items and a staff user (no server is running yet); the
-    staff user's token goes to ``env["BENCH_STATS_TOKEN"]``."""
+def ensure_database(name: str) -> None:
+    """Create the PostgreSQL database ``name`` on 127.0.0.1 unless it exists."""
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres",
+                         autocommit=True, connect_timeout=2) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                             [name]).fetchone()
+        if not found:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def prepare(env: dict[str, str], users: int, tmp: Path) -> None:
+    """Migrate and create the items, ``users`` users with their room memberships and a
+    staff user (no server is running yet); the staff user's token goes to
+    ``env["BENCH_STATS_TOKEN"]``, the path of a JSON list of the users' tokens to
+    ``env["BENCH_TOKENS"]``."""
+    env["BENCH_TOKENS"] = str(tmp / "tokens.json")
     for command in (["-m", "django", "migrate", "--verbosity", "0"],
-                    ["-m", "bench.writer", "prepare"]):
+                    ["-m", "bench.writer", "prepare", "--users", str(users),
+                     "--tokens", env["BENCH_TOKENS"]]):
         done = subprocess.run([sys.executable, *command], cwd=ROOT,
                               env={**env, "REDIS_URL": ""}, check=True, timeout=120,
                               stdout=subprocess.PIPE, text=True)

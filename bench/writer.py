@@ -1,8 +1,12 @@
 """The writer: ORM saves at a fixed rate, one commit each, in its own process.
 
-``python -m bench.writer prepare`` makes the items (``ROWS`` in each of ``GROUPS`` groups)
-with gqlsync's capture pointed at a private in-memory layer, so nothing is published, and
-prints a staff user's bearer token (for gqlsync's staff-only ``/graphql/stats``).
+``python -m bench.writer prepare --users N --tokens PATH`` makes the items (``ROWS`` in
+each of ``GROUPS`` groups) and N users of the scoped scenarios, user ``j`` a member of
+groups 0, ``j % 10`` and ``(j + 3) % 10`` (so ``room: j % K`` is always one of theirs,
+for K of 1 and 10, and no two users' rules are the same SQL), with gqlsync's capture
+pointed at a private in-memory layer, so nothing is published; writes the users' bearer
+tokens to PATH (a JSON list) and prints a staff user's token (for gqlsync's staff-only
+``/graphql/stats``).
 
 ``python -m bench.writer write --publisher P --events E --rate R --groups K`` sets itself
 up, prints ``ready``, waits for a line on stdin (the runner takes its measurements in
@@ -54,6 +58,23 @@ def stats_token() -> str:
     return gqlsync.make_token(user)
 
 
+def make_users(count: int) -> list[str]:
+    """Users ``bench-user-<j>`` and their memberships (see above); their tokens."""
+    from django.contrib.auth import get_user_model
+
+    import gqlsync
+    from bench.app.models import Member
+
+    model = get_user_model()
+    model.objects.filter(username__startswith="bench-user-").delete()
+    users = model.objects.bulk_create(
+        [model(username=f"bench-user-{j}") for j in range(count)], batch_size=5000)
+    Member.objects.bulk_create(
+        [Member(user=user, group=g) for j, user in enumerate(users)
+         for g in sorted({0, j % 10, (j + 3) % 10})], batch_size=5000)
+    return [gqlsync.make_token(user) for user in users]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("command", choices=["prepare", "write"])
@@ -62,6 +83,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--groups", type=int, default=1)
     parser.add_argument("--run", default="run")
+    parser.add_argument("--users", type=int, default=0)
+    parser.add_argument("--tokens", default=None)
     args = parser.parse_args()
     if args.command == "prepare" or args.publisher != "gqlsync":
         os.environ["BENCH_GQLSYNC_LAYER"] = "local"
@@ -77,6 +100,9 @@ def main() -> None:
         Item.objects.bulk_create(
             [Item(title="new", group=g) for g in range(GROUPS) for _ in range(ROWS)],
             batch_size=5000)
+        if args.tokens:
+            with open(args.tokens, "w") as out:
+                json.dump(make_users(args.users), out)
         print(stats_token(), flush=True)
         return
     if args.publisher != "gqlsync":
@@ -86,9 +112,10 @@ def main() -> None:
     logger.setLevel(logging.INFO)
     if args.events > args.groups * ROWS:
         raise SystemExit(f"at most {args.groups * ROWS} events: one row each")
-    rows: dict[int, list[Item]] = {}
-    for item in Item.objects.order_by("pk"):
-        rows.setdefault(item.group, []).append(item)
+    # only the rows this run updates (the bigtable scenario's table has a million)
+    per_group = -(-args.events // args.groups)
+    rows = {g: list(Item.objects.filter(group=g).order_by("pk")[:per_group])
+            for g in range(args.groups)}
     print("ready", flush=True)
     sys.stdin.readline()
     start = time.monotonic()

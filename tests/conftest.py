@@ -25,6 +25,26 @@ def reachable(host: str, port: int) -> bool:
         return False
 
 
+def run_bench(module: str, json_path: Any, **env_extra: str) -> Any:
+    """``python -m <module> --smoke --json <json_path>`` in a subprocess (the
+    benchmarks' smoke tests): Redis and PostgreSQL must answer (under CI, or skip);
+    returns the finished process. A bench starts a private redis-server when it can."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if shutil.which("redis-server") is None:
+        require_service("Redis", "127.0.0.1", 6379)
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.update(env_extra)
+    return subprocess.run(
+        [sys.executable, "-m", module, "--smoke", "--json", str(json_path)],
+        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+        timeout=300,
+    )
+
+
 def require_service(name: str, host: str, port: int) -> None:
     """Skip (or, under CI, fail) unless ``host:port`` answers."""
     if reachable(host, port):

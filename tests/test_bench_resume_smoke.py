@@ -12,31 +12,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_service
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import run_bench
 
 pytestmark = pytest.mark.e2e
 
 
 def test_bench_resume_smoke(tmp_path: Path) -> None:
-    if shutil.which("redis-server") is None:  # else the bench starts a private one
-        require_service("Redis", "127.0.0.1", 6379)
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    # a database of its own: suites running at once on this machine do not share it
-    env["BENCH_RESUME_DB"] = os.environ.get("GQLSYNC_TEST_DB", "gqlsync_test") + "_resume"
     out = tmp_path / "resume.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.resume", "--smoke", "--json", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
+    # a database of its own: suites running at once on this machine do not share it
+    result = run_bench("bench.resume", out, BENCH_RESUME_DB=os.environ.get(
+        "GQLSYNC_TEST_DB", "gqlsync_test") + "_resume")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     assert "| what | filter | N |" in result.stdout
     report = json.loads(out.read_text())

@@ -8,6 +8,7 @@ the table was printed. It does not judge the timings: the table is for reading.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -33,4 +34,11 @@ def test_bench_smoke(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     assert "| scenario | variant | N | K |" in result.stdout
-    assert (tmp_path / "smoke.json").is_file()
+    rows = json.loads((tmp_path / "smoke.json").read_text())["rows"]
+    # the scoped scenario signs in 50 users, each their own scope, against allowany
+    assert {r["variant"] for r in rows if r["scenario"] == "scoped"} == {
+        "gqlsync", "baseline", "allowany"}
+    for row in rows:
+        if row["scenario"] == "scoped" and row["variant"] == "gqlsync":
+            executions = sum(s["executions"] for s in row["server_stats"])
+            assert executions == row["events"], "one execution per event for every scope"

@@ -11,7 +11,8 @@ import strawberry  # noqa: E402
 
 import gqlsync  # noqa: E402
 import gqlsync.asgi  # noqa: E402
-from bench.app.types import ItemType  # noqa: E402
+from bench.app.rules import in_room  # noqa: E402
+from bench.app.types import ItemType, ScopedItemType  # noqa: E402
 
 
 @strawberry.type
@@ -24,6 +25,8 @@ class Query:
 @strawberry.type
 class Subscription:
     item_changed = gqlsync.subscription(ItemType)
+    # the scoped scenarios: members of the room only, each user their own scope
+    item_changed_in = gqlsync.subscription(ScopedItemType, where=in_room)
 
 
 schema = strawberry.Schema(query=Query, subscription=Subscription)

@@ -7,7 +7,9 @@ Environment (``python -m bench`` sets it for every process it starts):
 - ``REDIS_URL`` and ``BENCH_REDIS_PREFIX``: the channels-redis layer every process shares
   (unset: the in-memory layer, which only reaches subscribers in the writing process);
 - ``BENCH_GQLSYNC_LAYER``: the layer alias gqlsync publishes on; the writer sets ``local``
-  when it benchmarks the baseline or the floor, so that gqlsync's capture sends nothing.
+  when it benchmarks the baseline or the floor, so that gqlsync's capture sends nothing;
+- ``BENCH_DB_NAME``: the PostgreSQL database (default ``gqlsync_bench``; ``bench.bigtable``
+  uses its own); ``BENCH_VIEW_KEYS_MAX``: gqlsync's ``VIEW_KEYS_MAX`` (bench.bigtable).
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ _database = os.environ.get("BENCH_DATABASE") or (
 )
 if _database == "postgres":
     DATABASES = {"default": {
-        "ENGINE": "django.db.backends.postgresql", "NAME": "gqlsync_bench",
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("BENCH_DB_NAME") or "gqlsync_bench",
         "USER": "postgres", "HOST": "127.0.0.1", "PORT": 5432,
     }}
 else:
@@ -79,8 +82,10 @@ if os.environ.get("REDIS_URL"):
 else:
     CHANNEL_LAYERS = {"default": _local, "local": _local}
 
-GQLSYNC = {
+GQLSYNC: dict[str, object] = {
     "CHANNEL_LAYER": os.environ.get("BENCH_GQLSYNC_LAYER", "default"),
     "GRAPHIQL": False,
 }
+if os.environ.get("BENCH_VIEW_KEYS_MAX"):  # bench.bigtable's "keys" variant
+    GQLSYNC["VIEW_KEYS_MAX"] = int(os.environ["BENCH_VIEW_KEYS_MAX"])
 LOGGING = {"version": 1, "disable_existing_loggers": False}

@@ -3,7 +3,9 @@
 import strawberry_django
 from strawberry import auto
 
+import gqlsync
 from bench.app.models import Item
+from bench.app.rules import members_only
 
 
 @strawberry_django.filter_type(Item, lookups=True)
@@ -13,6 +15,17 @@ class ItemFilter:
 
 @strawberry_django.type(Item, name="Item", filters=ItemFilter)
 class ItemType:
+    id: auto
+    title: auto
+    group: auto
+    sent_at: auto
+
+
+@gqlsync.protect(members_only)
+@strawberry_django.type(Item, name="ScopedItem")
+class ScopedItemType:
+    """The same fields, under the per-user rule of :mod:`bench.app.rules`."""
+
     id: auto
     title: auto
     group: auto
