@@ -77,7 +77,9 @@ class SharedOperation:
     context: Any
 
     def key(self, scope: Hashable) -> Hashable:
-        return (self.query, self.variables_json, self.operation_name, scope)
+        """(document, variables, operation name, schema, scope): two applications with
+        their own schemas may receive the same document."""
+        return (self.query, self.variables_json, self.operation_name, id(self.schema), scope)
 
     @classmethod
     def of(cls, schema: GraphQLSchema, sender: FrameSender, context: Any) -> SharedOperation:
@@ -87,51 +89,107 @@ class SharedOperation:
 
 
 class WatchedContext(dict[str, Any]):
-    """A copy of a dict context that notes whether anything read a key of it.
+    """A dict context that notes whether anything read it.
 
-    ``len()`` and truth tell nothing about who is asking and are not counted; every way
-    of reading a key or a value is."""
+    It holds no items of its own: every way Python code reads a dict is answered from
+    the real context and noted (``[]``, ``get``, ``in``, iteration, ``keys``/``values``/
+    ``items``, ``setdefault``, ``pop``, ``copy``, ``==``, ``repr``, ``|``). A C-level read
+    that bypasses those methods (``dict.get(context, "user")``) finds nothing, so it can
+    never carry one user's values into another's payload. Writes go to a private copy,
+    never to the subscriber's context. ``len()`` and truth tell nothing about who is
+    asking and are not counted."""
 
-    read = False
+    def __init__(self, real: dict[str, Any]) -> None:
+        super().__init__()
+        self._real = real
+        self._copied = False
+        self.read = False
+
+    def _seen(self) -> dict[str, Any]:
+        self.read = True
+        return self._real
+
+    def _writable(self) -> dict[str, Any]:
+        if not self._copied:
+            self._real, self._copied = dict(self._real), True
+        return self._real
 
     def __getitem__(self, key: str) -> Any:
-        self.read = True
-        return super().__getitem__(key)
+        return self._seen()[key]
 
     def get(self, key: str, default: Any = None) -> Any:
-        self.read = True
-        return super().get(key, default)
+        return self._seen().get(key, default)
 
     def __contains__(self, key: object) -> bool:
-        self.read = True
-        return super().__contains__(key)
+        return key in self._seen()
 
     def __iter__(self) -> Any:
-        self.read = True
-        return super().__iter__()
+        return iter(self._seen())
+
+    def __len__(self) -> int:
+        return len(self._real)
+
+    def __bool__(self) -> bool:
+        return bool(self._real)
 
     def keys(self) -> Any:
-        self.read = True
-        return super().keys()
+        return self._seen().keys()
 
     def values(self) -> Any:
-        self.read = True
-        return super().values()
+        return self._seen().values()
 
     def items(self) -> Any:
-        self.read = True
-        return super().items()
+        return self._seen().items()
 
     def copy(self) -> dict[str, Any]:
+        return dict(self._seen())
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
         self.read = True
-        return dict(super().items())
+        return self._writable().setdefault(key, default)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self.read = True
+        return self._writable().pop(key, *default)
+
+    def popitem(self) -> tuple[str, Any]:
+        self.read = True
+        return self._writable().popitem()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._writable()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self.read = True
+        del self._writable()[key]
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._writable().update(*args, **kwargs)
+
+    def __eq__(self, other: object) -> bool:
+        return self._seen() == other
+
+    def __ne__(self, other: object) -> bool:
+        return self._seen() != other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._seen())
+
+    def __or__(self, other: Any) -> Any:
+        return self._seen() | other
+
+    def __ror__(self, other: Any) -> Any:
+        return other | self._seen()
 
     def __reduce__(self) -> Any:
-        self.read = True
-        return super().__reduce__()
+        return (dict, (dict(self._seen()),))
 
     def __getattr__(self, name: str) -> Any:
         # ``context.request`` on a dict: AttributeError as on a dict, but noted
+        if name.startswith("__"):
+            raise AttributeError(name)
         self.read = True
         raise AttributeError(name)
 

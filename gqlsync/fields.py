@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import typing
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -298,7 +299,7 @@ def cursor(type_: type, *, name: str | None = None, description: str | None = No
 
 #: a ``where`` function: ``(info, **arguments) -> Q | None`` (sync or async)
 Where = Callable[..., Any]
-_RESERVED = ("filters", "id", "after")
+_RESERVED = ("filters", "id", "after", "self", "root")
 
 
 def _where_parameters(where: Where | None) -> list[inspect.Parameter]:
@@ -323,8 +324,25 @@ def _where_parameters(where: Where | None) -> list[inspect.Parameter]:
         if parameter.annotation is inspect.Parameter.empty:
             raise TypeError(f"{where.__qualname__}: argument {parameter.name!r} needs a "
                             "type annotation (it becomes a GraphQL argument)")
+        if (parameter.default is inspect.Parameter.empty
+                and type(None) in typing.get_args(parameter.annotation)):
+            # optional in GraphQL: a client may leave it out, and the function gets None
+            parameter = parameter.replace(default=None)
         declared.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
     return declared
+
+
+def _given(declared: list[inspect.Parameter], arguments: dict[str, Any]) -> dict[str, Any]:
+    """The where function's arguments as the client gave them, its defaults for the rest
+    (``UNSET``, which Strawberry passes for an omitted argument, included)."""
+    given = {}
+    for parameter in declared:
+        value = arguments.get(parameter.name, strawberry.UNSET)
+        if value is strawberry.UNSET and parameter.default is not inspect.Parameter.empty:
+            value = parameter.default
+        if value is not strawberry.UNSET:
+            given[parameter.name] = value
+    return given
 
 
 async def _condition(where: Where | None, info: Info, arguments: dict[str, Any]) -> Q | None:
@@ -374,13 +392,12 @@ def subscription(
     event_cls = event_type(type_)
     filter_type = filters if filters is not None else definition.filters
     declared = _where_parameters(where)
-    own = [p.name for p in declared]
 
     async def resolver(
         info: Info, filters: Any = None, id: strawberry.ID | None = None,
         after: str | None = None, **arguments: Any,
     ) -> AsyncGenerator[Any, None]:
-        condition = await _condition(where, info, {k: arguments[k] for k in own})
+        condition = await _condition(where, info, _given(declared, arguments))
         async for change in listen(
             info, type_, filters=filters, where=condition, pk=_pk_of(type_, id),
             permission=permission, after=after, _share=True,
@@ -393,7 +410,7 @@ def subscription(
     ) -> Subscription:
         """The same subscription, opened without a generator (the WebSocket transport's
         own subscribe step for generated fields; see ``gqlsync.transport.subscribe``)."""
-        condition = await _condition(where, info, {k: arguments[k] for k in own})
+        condition = await _condition(where, info, _given(declared, arguments))
         return await _open(info, type_, filters=filters, where=condition,
                            pk=_pk_of(type_, id), permission=permission, after=after,
                            sender=sender)

@@ -175,10 +175,10 @@ class Subscription:
         return self._execution_key
 
     def document_key(self) -> Hashable:
-        """(document, variables, operation name): what the payload depends on besides
-        the row and, when the execution reads the context, the scope."""
+        """(document, variables, operation name, schema): what the payload depends on
+        besides the row and, when the execution reads the context, the scope."""
         if self._document_key is None and self.shared is not None:
-            self._document_key = self.shared.key(None)[:3]  # type: ignore[index]
+            self._document_key = self.shared.key(None)[:4]  # type: ignore[index]
         return self._document_key
 
     def rescoped(self, scope: Hashable) -> None:
@@ -332,7 +332,10 @@ class Hub:
         self._generation = 0
         self._cached_at = -1
         self._caught_up: dict[Hashable, tuple[list[Delivery], tuple[int, int]]] = {}
-        self._bodies: dict[Hashable, str] = {}
+        #: payloads shared with later catch-ups of the same generation, with the row they
+        #: were made from: a key names the row by id(), and holding the row keeps that id
+        #: from being reused for another row while the entry lives
+        self._bodies: dict[Hashable, tuple[models.Model, str]] = {}
         #: (group, pk) -> log position of the row's latest change handled
         self._row_latest: collections.OrderedDict[tuple[str, Any], tuple[int, int]] = (
             collections.OrderedDict())
@@ -699,6 +702,12 @@ class Hub:
             self.stats["fallbacks"] += 1
         if answers.failed:
             self._fail(list(members), answers.failed)
+        if answers.untold:
+            for sub in [s for s in members if s.view is not None
+                        and s.view.key in answers.untold]:
+                self._resync_one(sub, "A change this subscription's view is too large to "
+                                      "judge exactly arrived: refetch, then subscribe "
+                                      "again.")
         if answers.instance is None:
             self.stats["stale"] += 1
             return
@@ -759,7 +768,7 @@ class Hub:
         caching = self._cached_at == self._generation  # shared with later catch-ups
         for grouping, subs in groups.items():
             delivery = deliveries[grouping]
-            body = self._bodies.get((grouping, _ANY_SCOPE))
+            body = self._body((grouping, _ANY_SCOPE), delivery)
             known: dict[Hashable, str] = {}
             if body is None and across:
                 first = subs[0]
@@ -772,7 +781,7 @@ class Hub:
                             known[first.scope] = body
                             body = None
                         elif caching:
-                            self._bodies[(grouping, _ANY_SCOPE)] = body
+                            self._bodies[(grouping, _ANY_SCOPE)] = (delivery.instance, body)
             if body is not None:
                 for sub in subs:
                     assert sub.sender is not None
@@ -782,7 +791,7 @@ class Hub:
             for sub in subs:
                 by_scope.setdefault(sub.scope, []).append(sub)
             for scope, scoped in by_scope.items():
-                body = known.get(scope) or self._bodies.get((grouping, scope))
+                body = known.get(scope) or self._body((grouping, scope), delivery)
                 if body is None:
                     try:
                         done = await self._execute(scoped[0], delivery, shareable=False,
@@ -794,10 +803,16 @@ class Hub:
                     assert done is not None
                     body = done[0]
                     if caching:
-                        self._bodies[(grouping, scope)] = body
+                        self._bodies[(grouping, scope)] = (delivery.instance, body)
                 for sub in scoped:
                     assert sub.sender is not None
                     sub.deliver(sub.sender.frame(body))
+
+    def _body(self, key: Hashable, delivery: Delivery) -> str | None:
+        """A payload cached this generation for ``key``, if it was made from this very
+        row instance."""
+        found = self._bodies.get(key)
+        return found[1] if found is not None and found[0] is delivery.instance else None
 
     async def _execute(self, sub: Subscription, delivery: Delivery, *, shareable: bool,
                        raising: bool = False) -> tuple[str, bool] | None:
@@ -1092,6 +1107,13 @@ class Hub:
             # Same SQL, but what it selects may have changed (object permissions granted):
             # reload, and tell everyone who shares this view.
             self.views.release(new_view)
+            if old_view.pks is None:
+                # too large to reload and diff: this subscriber refetches (not everyone
+                # sharing the view, on every identity event of anyone)
+                self._resync_one(sub, "What you may see may have changed, and this "
+                                      "subscription's view is too large to tell how: "
+                                      "refetch, then subscribe again.")
+                return
             sharing = [s for members in self.groups.values() for s in members
                        if s.view is old_view]
             await self._refresh({old_view.key: old_view}, sharing)

@@ -341,10 +341,12 @@ class TrackedView:
         meta = self.queryset.model._meta
         for name in changed:
             try:
-                column = meta.get_field(name).column  # type: ignore[union-attr]
-            except Exception:  # not a concrete field (an m2m, a name of our own)
+                found: Any = meta.get_field(name)
+            except Exception:  # not a field (a name of our own): cannot tell
                 return True
-            if column is None or re.search(rf"\b{re.escape(column)}\b", self.sql):
+            if not getattr(found, "concrete", False) or found.column is None:
+                return True  # an m2m or reverse relation: its rows are not the row's
+            if re.search(rf"\b{re.escape(found.column)}\b", self.sql):
                 return True
         return False
 

@@ -14,12 +14,15 @@ The hub calls these in its database thread (one ``sync_to_async`` call per event
 from __future__ import annotations
 
 import copy
+import datetime
 import functools
 import logging
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, cast
 
 from django.db import (
@@ -104,6 +107,9 @@ class Answers:
     failed: dict[Hashable, BaseException] = field(default_factory=dict)
     #: the combined query failed and each condition was asked on its own
     fallback: bool = False
+    #: views without keys whose "before" this event cannot tell (a column the rule reads
+    #: did not travel, an m2m change, an unknown change): their subscribers refetch
+    untold: set[Hashable] = field(default_factory=set)
 
 
 def blame(error: BaseException) -> bool:
@@ -180,13 +186,18 @@ def _evaluate(
         instance = rebuild(reg, event.before, event.pk)
         transitions = {key: view.transition(event.pk, True)
                        for key, view in views.items() if view.keeps_keys()}
-        keyless = {k: v for k, v in views.items() if not v.keeps_keys()}
-        if keyless:  # a view without keys: could the deleted row's last state be seen?
-            was = _held(keyless, instance, failed)
-            transitions.update({k: (was[k], False) for k in keyless if k not in failed})
+        # a view without keys: could the deleted row's last state be seen? Not when a
+        # column its rule reads did not travel (NULL could satisfy a negated rule)
+        missing = _missing(reg, instance)
+        cannot = {k for k, v in views.items()
+                  if not v.keeps_keys() and missing and v.reads(missing)}
+        judged = {k: v for k, v in views.items() if not v.keeps_keys() and k not in cannot}
+        if judged:
+            was = _held(judged, instance, failed)
+            transitions.update({k: (was[k], False) for k in judged if k not in failed})
         answers = {k: _isolated(failed, k, functools.partial(f.matches_deleted, instance))
                     for k, f in checks.items()}
-        return Answers(instance, instance, answers, transitions, failed)
+        return Answers(instance, instance, answers, transitions, failed, untold=cannot)
     # One query: the row with its foreign keys, and whether every distinct filter and
     # every view selects it, so the cost grows with distinct conditions, not subscribers.
     plan = _plan(reg, checks, views)
@@ -227,19 +238,23 @@ def _evaluate(
     for key, check in by_equality.items():
         answers[key] = _isolated(failed, key, functools.partial(_equal, check, loaded, event.pk))
     row_key = pk_key(event.pk)
+    keyless = [k for k, view in views.items() if view.pks is None and k not in failed]
     transitions = {k: view.record_key(row_key, holds.get(("view", k), False))
                    for k, view in views.items() if view.pks is not None and k not in failed}
     previous = None
     # a view without keys: before is the rule's answer for the previous state, or
     # after's when the change wrote nothing the rule reads
     changed = set(event.changed) if event.op is Op.UPDATED else set()
+    unknown = _untravelled(reg, changed, event.before)
+    untold: set[Hashable] = set()
     ask: dict[Hashable, TrackedView] = {}
-    for k, view in views.items():
-        if view.pks is not None or k in failed:
-            continue
+    for k in keyless:
+        view = views[k]
         after = holds.get(("view", k), False)
         if event.op is Op.CREATED:
             transitions[k] = (False, after)
+        elif not changed or (unknown and view.reads(unknown)):
+            untold.add(k)
         elif view.reads(changed):
             ask[k] = view
         else:
@@ -259,7 +274,7 @@ def _evaluate(
         for k in (checks if leaving else touched):
             answers[("previous", k)] = _isolated(
                 failed, k, functools.partial(checks[k].matches_deleted, previous))
-    return Answers(loaded, previous, answers, transitions, failed, fallback)
+    return Answers(loaded, previous, answers, transitions, failed, fallback, untold)
 
 
 @dataclass
@@ -377,34 +392,72 @@ def _cohorts(reg: registry.Registration, asked: list[tuple[str, Hashable, Any]])
     for (sql, width), members in shapes.items():
         if len(members) < COHORT_MIN:
             continue
+        try:
+            annotation = _cohort_column(sql, width, members)
+        except Exception:  # a value the driver cannot render: ask them one by one
+            annotation = None
+        if annotation is None:
+            continue
         name = f"_gqlsync_cohort_{len(cohorts.annotations)}"
-        columns = [f"c{i}" for i in range(width)]
-        pieces = sql.split("%%")
-        count = 0
-        for i, piece in enumerate(pieces):
-            parts = piece.split("%s")
-            rebuilt = parts[0]
-            for part in parts[1:]:
-                rebuilt += f"v.{columns[count]}" + part
-                count += 1
-            pieces[i] = rebuilt
-        if count != width:
-            continue  # placeholders it did not compile to: ask them one by one
-        correlated = "%%".join(pieces)
-        row = "(" + ", ".join(["%s"] * (width + 1)) + ")"
-        values = ", ".join([row] * len(members))
-        listed = [value for index, (_, _, ps) in enumerate(members) for value in (index, *ps)]
-        rendered = cast(Any, connection.ops).compose_sql(
-            f"ARRAY(SELECT v.i FROM (VALUES {values}) AS v(i, {', '.join(columns)}) "
-            f"WHERE {correlated})", listed)
-        # literals now, and no placeholders: a % left in the text is a literal percent
-        cohorts.annotations[name] = RawSQL(rendered.replace("%", "%%"), ())
+        cohorts.annotations[name] = annotation
         cohorts.rows[name] = [(kind, key) for kind, key, _ in members]
         cohorts.members.update((kind, key) for kind, key, _ in members)
     _COHORTS[signature] = cohorts
     if len(_COHORTS) > _COHORTS_SIZE:
         _COHORTS.popitem(last=False)
     return cohorts
+
+
+#: values whose literal PostgreSQL types by itself (``2``, ``true``, ``'…'::uuid``,
+#: ``'…'::timestamptz``): a VALUES column of them compares as the parameter would. Text
+#: and NULL are untyped literals, which VALUES would make ``text`` (wrong against an
+#: enum, ``char(n)`` or ``citext`` column): a parameter of theirs that differs between
+#: the conditions keeps them out of a cohort.
+_TYPED = (int, float, Decimal, uuid.UUID, datetime.date, datetime.time, datetime.timedelta)
+
+
+def _cohort_column(sql: str, width: int,
+                   members: list[tuple[str, Hashable, tuple[Any, ...]]]) -> RawSQL | None:
+    """The ``ARRAY(SELECT v.i FROM (VALUES ...) v WHERE <sql>)`` column of one cohort:
+    the parameters that differ between its conditions become VALUES columns, the ones
+    they share stay in place; all rendered to literals by the driver."""
+    first = members[0][2]
+    varying = [p for p in range(width)
+               if any(type(ps[p]) is not type(first[p]) or ps[p] != first[p]
+                      for _, _, ps in members)]
+    if not varying or any(not isinstance(ps[p], _TYPED) for p in varying
+                          for _, _, ps in members):
+        return None
+    column = {p: f"v.c{j}" for j, p in enumerate(varying)}
+    pieces = sql.split("%%")
+    position = 0
+    shared: list[Any] = []
+    for i, piece in enumerate(pieces):
+        parts = piece.split("%s")
+        rebuilt = parts[0]
+        for part in parts[1:]:
+            if position >= width:
+                return None  # placeholders it did not compile to: ask them one by one
+            if position in column:
+                rebuilt += column[position] + part
+            else:
+                rebuilt += "%s" + part
+                shared.append(first[position])
+            position += 1
+        pieces[i] = rebuilt
+    if position != width:
+        return None
+    correlated = "%%".join(pieces)
+    row = "(" + ", ".join(["%s"] * (len(varying) + 1)) + ")"
+    values = ", ".join([row] * len(members))
+    listed = [value for index, (_, _, ps) in enumerate(members)
+              for value in (index, *(ps[p] for p in varying))]
+    names = ", ".join(f"c{j}" for j in range(len(varying)))
+    rendered = cast(Any, connection.ops).compose_sql(
+        f"ARRAY(SELECT v.i FROM (VALUES {values}) AS v(i, {names}) WHERE {correlated})",
+        [*listed, *shared])
+    # literals now, and no placeholders: a % left in the text is a literal percent
+    return RawSQL(str(rendered).replace("%", "%%"), ())
 
 
 def _compiled(reg: registry.Registration, key: Hashable, queryset: Any,
@@ -469,6 +522,11 @@ def _on_images(
     to see. The later commits' own events follow, and are judged the same way."""
     instance = rebuild(reg, event.after, event.pk)
     previous = previous_state(instance, event) if event.op is Op.UPDATED else None
+    changed = set(event.changed) if event.op is Op.UPDATED else set()
+    unknown = _missing(reg, instance) | _untravelled(reg, changed, event.before)
+    untold = {k for k, v in views.items() if v.pks is None
+              and ((unknown and v.reads(unknown)) or (event.op is Op.UPDATED and not changed))}
+    keyless = {k for k, v in views.items() if v.pks is None and k not in untold}
     asked: list[tuple[str, Hashable, Any]] = []
     questions: list[tuple[Any, models.Model]] = []
     for kind, found in (("check", checks), ("view", views)):
@@ -478,8 +536,9 @@ def _on_images(
                 continue
             asked.append(("now", key, queryset))
             questions.append((queryset, instance))
-            keyless = kind == "view" and not views[key].keeps_keys()
-            if (kind == "check" or keyless) and previous is not None:
+            if kind == "view" and key in untold:
+                continue
+            if (kind == "check" or key in keyless) and previous is not None:
                 asked.append(("was", key, queryset))
                 questions.append((queryset, previous))
     try:
@@ -499,11 +558,35 @@ def _on_images(
         if previous is not None:
             answers[("previous", k)] = holds.get(("was", k), False)
     transitions = {k: view.record(event.pk, holds.get(("now", k), False))
-                   for k, view in views.items() if k not in failed and view.keeps_keys()}
-    for k, view in views.items():
-        if k not in failed and not view.keeps_keys():
+                   for k, view in views.items()
+                   if k not in failed and k not in keyless and k not in untold}
+    for k in keyless:
+        if k not in failed:
             transitions[k] = (holds.get(("was", k), False), holds.get(("now", k), False))
-    return Answers(instance, previous, answers, transitions, failed, fallback)
+    return Answers(instance, previous, answers, transitions, failed, fallback, untold)
+
+
+def _missing(reg: registry.Registration, image: models.Model) -> set[str]:
+    """Names of the fields a rebuilt row holds no value for (they did not travel)."""
+    known = image.__dict__.get(KNOWN_FIELDS)
+    if known is None:
+        return set()
+    return {f.name for f in reg.model._meta.concrete_fields if f.attname not in known}
+
+
+def _untravelled(reg: registry.Registration, changed: set[str],
+                 before: dict[str, Any] | None) -> set[str]:
+    """Of the fields an update changed, those whose previous value did not travel (or
+    that are no columns of the row: a many-to-many change)."""
+    before = before or {}
+    by_name = _fields_by_name(reg.model)
+    return {name for name in changed
+            if name not in by_name or by_name[name].attname not in before}
+
+
+@functools.cache
+def _fields_by_name(model: type[models.Model]) -> dict[str, Any]:
+    return {f.name: f for f in model._meta.concrete_fields}
 
 
 def _held(views: dict[Hashable, TrackedView], image: models.Model,

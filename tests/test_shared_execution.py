@@ -262,3 +262,64 @@ async def test_a_schema_with_its_own_extension_keeps_strawberrys_path() -> None:
         await Book.objects.acreate(title="Watched", author=author)
         assert (await sub.next())["data"]["bookChanged"] == {"op": "CREATED"}
         assert get_hub().stats["executions"] - before == 1
+
+
+def test_a_watched_context_notes_every_read_and_lends_nothing_behind_its_back() -> None:
+    from gqlsync.execute import WatchedContext
+
+    real = {"user": "alice", "loaders": {}}
+    for read in (lambda c: c["user"], lambda c: c.get("user"), lambda c: "user" in c,
+                 lambda c: list(c), lambda c: c.setdefault("loaders", None),
+                 lambda c: c.pop("user"), lambda c: {**c}, lambda c: c == {}, repr):
+        context = WatchedContext(real)
+        read(context)
+        assert context.read, read
+    context = WatchedContext(real)
+    assert dict.get(context, "user") is None, "a C-level read finds nothing to leak"
+    context["user"] = "bob"
+    assert real["user"] == "alice", "writes stay in the trial's copy"
+    assert not context.read
+
+
+async def test_two_schemas_with_the_same_document_are_executed_apart() -> None:
+    """One hub serves every application of the process: a document is shared only
+    within its own schema (here the second masks the title)."""
+    import strawberry
+    import strawberry_django
+
+    import gqlsync
+    import gqlsync.asgi
+    from schema_examples.bookstore.types import BookType
+
+    @strawberry_django.type(Book, name="Book")
+    class MaskedBook:
+        @strawberry.field
+        def title(self) -> str:
+            return "(hidden)"
+
+    @strawberry.type
+    class Query:
+        ok: bool = True
+
+    @strawberry.type
+    class Public:
+        book_changed = gqlsync.subscription(BookType)
+
+    @strawberry.type
+    class Masked:
+        book_changed = gqlsync.subscription(MaskedBook)
+
+    apps = [gqlsync.asgi.application(strawberry.Schema(query=Query, subscription=s))
+            for s in (Public, Masked)]
+    clients = [GraphQLWSClient(app) for app in apps]
+    subs = []
+    for client in clients:
+        await client.connect()
+        subs.append(await client.subscribe("subscription { bookChanged { node { title } } }"))
+    await settle()
+    author = await Author.objects.aget(email="lee@child.com")
+    await Book.objects.acreate(title="Twice", author=author)
+    titles = [(await sub.next())["data"]["bookChanged"]["node"]["title"] for sub in subs]
+    assert titles == ["Twice", "(hidden)"]
+    for client in clients:
+        await client.communicator.disconnect()

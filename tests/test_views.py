@@ -92,3 +92,36 @@ async def test_a_membership_change_tells_a_large_views_subscribers_to_refetch(
               else message["payload"]["errors"])
     assert errors[0]["extensions"]["code"] == "RESYNC"
     await client.communicator.disconnect()
+
+
+def test_a_keyless_view_does_not_guess_when_a_change_cannot_be_judged() -> None:
+    """Without keys, "visible before" comes from the row's previous state. When that
+    state is not known (an update whose changes are unknown, a delete whose last state
+    lacks a column the rule reads) the view's subscribers are told to refetch instead:
+    a NULL in place of the value could satisfy a negated rule and hand them a row they
+    never saw."""
+    from gqlsync import rows
+    from gqlsync.events import Event, Op
+
+    message = _messages("general", 2)[0]
+    view = _alices_view(limit=0)
+    view.load()
+    assert view.pks is None
+    views = {view.key: view}
+    unknown = rows.evaluate(Event("chat.message", message.pk, Op.UPDATED, ()), {}, views)
+    assert unknown.untold == {view.key}
+    text_only = rows.evaluate(
+        Event("chat.message", message.pk, Op.UPDATED, ("text",), before={"text": "m0"}),
+        {}, views)
+    assert text_only.untold == set()
+    assert text_only.views[view.key] == (True, True)
+    moved_without_before = rows.evaluate(
+        Event("chat.message", message.pk, Op.UPDATED, ("room",)), {}, views)
+    assert moved_without_before.untold == {view.key}
+    deleted_without_room = rows.evaluate(
+        Event("chat.message", message.pk, Op.DELETED, (), before={"text": "m0"}), {}, views)
+    assert deleted_without_room.untold == {view.key}
+    deleted = rows.evaluate(Event("chat.message", message.pk, Op.DELETED, (), before={
+        "text": "m0", "room_id": message.room_id, "author_id": message.author_id}), {}, views)
+    assert deleted.untold == set()
+    assert deleted.views[view.key] == (True, False)

@@ -150,3 +150,27 @@ def test_a_where_argument_cannot_shadow_a_generated_one() -> None:
 
     with pytest.raises(TypeError, match="'after' is an argument every"):
         gqlsync.subscription(BookType, where=after)
+
+
+def _optional(info: Info, author_email: str, prefix: str | None) -> Q:
+    author = Author.objects.get(email=author_email)
+    return Q(author=author) & (Q(title__startswith=prefix) if prefix else Q())
+
+
+@strawberry.type
+class _OptionalSubscription:
+    books_by = gqlsync.subscription(BookType, where=_optional)
+
+
+optional_app = gqlsync.asgi.application(
+    strawberry.Schema(query=_Query, subscription=_OptionalSubscription))
+
+
+async def test_an_optional_argument_may_be_left_out() -> None:
+    query = 'subscription { booksBy(authorEmail: "lee@child.com") { node { title } } }'
+    async with GraphQLWSClient(optional_app) as client:
+        sub = await client.subscribe(query)
+        await settle()
+        lee = await Author.objects.aget(email="lee@child.com")
+        await Book.objects.acreate(title="Any title", author=lee)
+        assert (await sub.next())["data"]["booksBy"]["node"]["title"] == "Any title"

@@ -80,7 +80,8 @@ async def in_room(info: Info, room: str) -> Q:
     """``messageChanged(room:)``: members of the room only (checked once, when the client
     subscribes), then the room's messages. ``MessageType`` is protected, so each event is
     also judged by the members-only rule: a member removed from the room gets its
-    messages as ``DELETED`` and nothing more from it."""
+    messages as ``DELETED`` (or, when the room holds more than ``VIEW_KEYS_MAX`` of
+    them, ``RESYNC``) and nothing more from it."""
     await sync_to_async(_member_room)(gqlsync.get_user(info), room)
     return Q(room__name=room)
 
