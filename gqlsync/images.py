@@ -119,8 +119,10 @@ class _ImageTable(BaseTable):
     def as_sql(
         self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
     ) -> tuple[str, tuple[Any, ...]]:
-        # the alias is written as column references to it are (compiler.compile(Col))
-        alias = compiler.quote_name_unless_alias(self.table_alias or self.table_name)
+        # the alias is written as column references to it are (compiler.compile(Col));
+        # Django 6.1 renamed the compiler's quoting (the old name warns)
+        quote = getattr(compiler, "quote_name", None) or compiler.quote_name_unless_alias
+        alias = quote(self.table_alias or self.table_name)
         return f"({self.image.sql}) {alias}", self.image.params
 
     def relabeled_clone(self, change_map: dict[str | None, str]) -> _ImageTable:

@@ -630,8 +630,11 @@ def _forward_relations(model: type[models.Model]) -> tuple[str, ...]:
 
 def _loader(reg: registry.Registration) -> Any:
     """The model's rows with their forward foreign keys joined: nodes usually select them,
-    and the row is loaded once for every subscriber."""
-    return reg.model._default_manager.select_related(*_forward_relations(reg.model))
+    and the row is loaded once for every subscriber. A model without any gets the plain
+    manager: ``select_related()`` with no names means "follow all" and is deprecated."""
+    manager = reg.model._default_manager
+    relations = _forward_relations(reg.model)
+    return manager.select_related(*relations) if relations else manager.all()
 
 
 def _load_rows(model: str, pks: set[Any]) -> dict[Any, models.Model]:

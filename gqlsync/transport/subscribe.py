@@ -27,13 +27,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from graphql import parse
 from graphql.execution import Executor
 from graphql.execution.collect_fields import collect_fields
 from graphql.execution.values import get_argument_values
 from graphql.pyutils import Path
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
 from strawberry.extensions.runner import SchemaExtensionsRunner
-from strawberry.schema.schema import _parse_operation_document, _run_validation
+from strawberry.schema.schema import validate_document
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.execution import ExecutionContext
 from strawberry.types.graphql import OperationType
@@ -108,7 +109,7 @@ async def prepare(
         # as Strawberry's stream() does: limits set parse options and rules on_operation
         async with runner.operation():
             async with runner.parsing():
-                _parse_operation_document(execution)
+                _parse(execution)
             if execution.operation_type is not OperationType.SUBSCRIPTION:
                 return None
             async with runner.validation():
@@ -123,6 +124,16 @@ async def prepare(
         return _opening(schema, document, variables, operation_name, context, root_value)
     except Exception:  # as above
         return None
+
+
+def _parse(execution: ExecutionContext) -> None:
+    """Parse the document as Strawberry does, with the options the limits set (a parser
+    cache may have set the document already). Our own few lines rather than Strawberry's
+    private helper: a missing query simply leaves the operation to Strawberry's path."""
+    if execution.graphql_document is None:
+        if not execution.query:
+            raise ValueError("no query")
+        execution.graphql_document = parse(execution.query, **execution.parse_options)
 
 
 #: (schema, document, rules) that validated cleanly: a thousand clients reconnecting
@@ -140,7 +151,11 @@ def _validate(schema: Any, execution: ExecutionContext) -> None:
     if key in _valid:
         _valid.move_to_end(key)
         return
-    _run_validation(execution)
+    if execution.validation_rules and execution.pre_execution_errors is None:
+        # an extension (the validation cache) may have validated it already
+        assert execution.graphql_document is not None
+        execution.pre_execution_errors = validate_document(
+            schema._schema, execution.graphql_document, tuple(execution.validation_rules))
     if not execution.pre_execution_errors:
         _valid[key] = None
         if len(_valid) > _VALID_SIZE:
