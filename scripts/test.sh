@@ -52,6 +52,10 @@ if [ -f tests/e2e/js/package.json ]; then
   log "installing the JavaScript clients (npm ci)"
   (cd tests/e2e/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
+if [ -f tests/e2e/codegen/package.json ]; then
+  log "installing the typed-client recipe (npm ci)"
+  (cd tests/e2e/codegen && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 # ---------------------------------------------------------------- checks
 log "ruff"
