@@ -1,7 +1,10 @@
 """The documentation: its examples run, its reference pages are complete, it builds.
 
 How the examples are run. Every Python example of the docs is a file in ``docs/examples/``
-that the pages include verbatim (``--8<-- "docs/examples/<name>.py"``), so what a reader
+(or a module of the demo, ``schema_examples/``) that a page shows as a copy, in a fenced
+block whose title names the file: ```` ```python title="docs/examples/settings.py" ````.
+The pages hold the code itself, so they read as plain Markdown on a code host too;
+``test_a_titled_block_is_its_file`` keeps each copy equal to its file, so what a reader
 sees is what runs here. The files are not named ``test_*.py`` and live outside
 ``testpaths``, so pytest never collects them on its own. This module loads each one
 with :func:`load_example` (importlib, from its path) and either re-exports its test
@@ -12,11 +15,16 @@ the two lists honest: no example file goes untested or unshown.
 
 from __future__ import annotations
 
+import asyncio
+import difflib
 import importlib.util
 import os
 import re
 import subprocess
 import sys
+import tomllib
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,7 +43,11 @@ from tests.conftest import CI
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
-SNIPPET = re.compile(r'^\s*--8<--\s+"([^"]+)"\s*$', re.MULTILINE)
+#: every page a reader may open: the site's pages and the repository's README
+PAGES = sorted([*DOCS.rglob("*.md"), ROOT / "README.md"])
+#: an opening fence: its indentation, its backticks (or tildes) and its info string
+FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
+TITLE = re.compile(r'(?:^|\s)title="(?P<title>[^"]+)"')
 
 
 def load_example(name: str, module_name: str | None = None) -> ModuleType:
@@ -58,6 +70,73 @@ def load_example(name: str, module_name: str | None = None) -> ModuleType:
 
 def page(path: str) -> str:
     return (DOCS / path).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Block:
+    """A fenced code block of a page: its text without the fence's indentation."""
+
+    page: Path
+    line: int  # of the opening fence, from 1
+    info: str  # the info string: the language, then attributes such as title="..."
+    text: str
+
+    @property
+    def title(self) -> str | None:
+        match = TITLE.search(self.info)
+        return match["title"] if match else None
+
+    @property
+    def where(self) -> str:
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
+
+
+def code_blocks(md: Path) -> list[Block]:
+    """The fenced code blocks of ``md``, in order (nested in lists or admonitions too).
+
+    A block closes at a line of the same character, at least as many, and nothing else;
+    every line of its body must carry the opening fence's indentation (or be blank).
+    """
+    lines = md.read_text(encoding="utf-8").split("\n")
+    blocks = []
+    number = 0
+    while number < len(lines):
+        opening = FENCE.match(lines[number])
+        number += 1
+        if opening is None:
+            continue
+        indent, fence = opening["indent"], opening["fence"]
+        closing = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$")
+        start, body = number, []
+        while number < len(lines) and not closing.match(lines[number]):
+            line = lines[number]
+            assert line.startswith(indent) or not line.strip(), (
+                f"{md.relative_to(ROOT)}:{number + 1}: a line of the block at line {start} "
+                "is indented less than its fence"
+            )
+            body.append(line[len(indent):])
+            number += 1
+        assert number < len(lines), f"{md.relative_to(ROOT)}:{start}: unclosed code block"
+        number += 1  # the closing fence
+        blocks.append(Block(md, start, opening["info"].strip(),
+                            "".join(f"{line}\n" for line in body)))
+    return blocks
+
+
+def copies(md: Path) -> list[Block]:
+    """The blocks of ``md`` that are copies of a file: their title is a repository path.
+
+    A title with a ``/`` must name a file (a typo is not silently left unchecked); a
+    title without one (``title="pyproject.toml"``) is only a label.
+    """
+    found = []
+    for block in code_blocks(md):
+        if block.title is None or "/" not in block.title:
+            continue
+        assert (ROOT / block.title).is_file(), (
+            f"{block.where}: the block's title names no file: {block.title}")
+        found.append(block)
+    return found
 
 
 # ----------------------------------------------------------------- examples that are tests
@@ -106,19 +185,54 @@ RUN_HERE = {
     "register", "listen", "permissions", "token_authenticator", "notify", "tracked_queryset",
     "permission_rule", "security_settings", "subscription_filters",
     "previous_state", "filter_transitions", "resume", "where_arguments",
+    # run by tests/test_metrics.py
+    "metrics_urls", "metrics_asgi", "metrics_registry",
 }
 
 
 def test_every_example_is_shown_and_run() -> None:
     files = {p.stem for p in EXAMPLES.glob("*.py")}
     assert files == RUN_HERE, "add new examples to RUN_HERE and test them"
-    included = {
-        Path(target).stem
-        for md in DOCS.rglob("*.md")
-        for target in SNIPPET.findall(md.read_text(encoding="utf-8"))
-        if target.startswith("docs/examples/")
-    }
-    assert files <= included, f"examples no page shows: {sorted(files - included)}"
+    # the client recipes (docs/examples/clients) are run by tests/e2e
+    examples = {str(p.relative_to(ROOT)) for p in EXAMPLES.rglob("*")
+                if p.suffix in (".py", ".mjs") and "node_modules" not in p.parts}
+    shown = {block.title for md in PAGES for block in copies(md)}
+    assert examples <= shown, f"examples no page shows: {sorted(examples - shown)}"
+
+
+# ----------------------------------------------------------------- the pages hold the code
+
+
+@pytest.mark.parametrize("md", PAGES, ids=lambda md: str(md.relative_to(ROOT)))
+def test_a_titled_block_is_its_file(md: Path) -> None:
+    """A block titled with a file's path is that file, character for character."""
+    for block in copies(md):
+        assert block.title is not None
+        expected = (ROOT / block.title).read_text(encoding="utf-8")
+        if block.text != expected:
+            diff = "".join(difflib.unified_diff(
+                expected.splitlines(keepends=True), block.text.splitlines(keepends=True),
+                fromfile=block.title, tofile=block.where,
+            ))
+            pytest.fail(f"{block.where} is not a copy of {block.title}:\n{diff}")
+
+
+def test_no_page_includes_files() -> None:
+    """Pages show code, not include directives: on a code host (GitHub) they are read as
+    plain Markdown, where ``--8<--`` (pymdownx.snippets) would show instead of the code."""
+    including = [str(md.relative_to(ROOT)) for md in PAGES
+                 if "--8<--" in md.read_text(encoding="utf-8")]
+    assert including == [], f"pages with --8<-- include lines: {including}"
+
+
+def test_the_pages_show_the_examples() -> None:
+    """The block reader itself: it finds the copies, indented ones included."""
+    titled = {(block.page.name, block.title) for md in PAGES for block in copies(md)}
+    assert ("tutorial.md", "docs/examples/settings.py") in titled
+    assert ("tutorial.md", "schema_examples/asgi.py") in titled
+    # inside a list item: the fence and its lines are indented
+    assert ("subscriptions.md", "docs/examples/filter_transitions.py") in titled
+    assert ("delivery.md", "docs/examples/clients/resume-urql.mjs") in titled
 
 
 # ----------------------------------------------------------------- examples run here
@@ -141,18 +255,49 @@ async def test_example_settings() -> None:
     assert await layer.receive("docs-example-channel") == {"type": "hello"}
 
 
+@pytest.mark.redis
 async def test_example_settings_redis(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The layer of the example keeps receiving on a read left idle for longer than
+    channels-redis's 5 s blocking pop (redis-py 8's default socket timeout is 5 s too:
+    without the example's ``socket_timeout`` the read fails with TimeoutError)."""
+    from channels_redis.core import RedisChannelLayer
+
     monkeypatch.setenv("REDIS_URL", redis_url)
     settings = load_example("settings_redis", "gqlsync_docs_example_settings_redis_env")
     config = settings.CHANNEL_LAYERS["default"]
-    layer = _layer({**config, "CONFIG": {**config["CONFIG"], "prefix": "gqlsync-docs-test"}})
+    prefix = f"gqlsync-docs-test-{uuid.uuid4().hex[:8]}"
+    layer = _layer({**config, "CONFIG": {**config["CONFIG"], "prefix": prefix}})
+    # the same hosts serve the Pub/Sub layer, which the scaling guide says works too
+    pubsub = _layer({"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                     "CONFIG": {"hosts": config["CONFIG"]["hosts"], "prefix": prefix}})
     try:
+        assert layer.brpop_timeout == 5 < 6  # what the idle wait below outlasts
         channel = await layer.new_channel()
         await layer.group_add("docs-example", channel)
+        receiving = asyncio.ensure_future(layer.receive(channel))
+        await asyncio.sleep(6)  # idle: longer than the blocking pop and redis-py's default
+        assert not receiving.done(), receiving.exception()
         await layer.group_send("docs-example", {"type": "hello"})
-        assert await layer.receive(channel) == {"type": "hello"}
+        assert await asyncio.wait_for(receiving, 5) == {"type": "hello"}
         await layer.group_discard("docs-example", channel)
+
+        pubsub_channel = await pubsub.new_channel()
+        await pubsub.group_add("docs-example", pubsub_channel)
+        # group_add sends SUBSCRIBE without waiting for Redis to confirm it, so a publish
+        # right after may come first and reach no one: publish until one arrives
+        for _ in range(10):
+            await pubsub.group_send("docs-example", {"type": "hello"})
+            try:
+                message = await asyncio.wait_for(pubsub.receive(pubsub_channel), 0.5)
+                break
+            except TimeoutError:
+                continue
+        else:
+            pytest.fail("the Pub/Sub layer on the example's hosts received nothing")
+        assert message == {"type": "hello"}
     finally:
+        await pubsub.flush()
+        assert isinstance(layer, RedisChannelLayer)
         await layer.flush()
         await layer.close_pools()
     sys.modules.pop("gqlsync_docs_example_settings_redis_env", None)
@@ -295,6 +440,42 @@ def test_example_tracked_queryset() -> None:
     assert set(Book.objects.values_list("title", flat=True)) == {
         "Killing Floor (out of print)", "Die Trying (out of print)"
     }
+
+
+def test_the_testing_guides_pytest_setup_runs_its_examples(tmp_path: Path) -> None:
+    """A fresh project configured with the testing guide's pytest block runs the guide's
+    examples, ``async def`` ones included, as the guide shows them and where it puts them.
+
+    The project's settings are the demo's, passed with ``--ds`` (which overrides the
+    block's ``myproject.settings``), on a SQLite file of its own.
+    """
+    md = DOCS / "guides" / "testing.md"
+    (config,) = [b for b in code_blocks(md) if "[tool.pytest.ini_options]" in b.text]
+    options = tomllib.loads(config.text)["tool"]["pytest"]["ini_options"]
+    assert options["asyncio_mode"] == "auto"
+    assert options["DJANGO_SETTINGS_MODULE"]
+    (tmp_path / "pyproject.toml").write_text(config.text, encoding="utf-8")
+    examples = [b for b in copies(md) if b.title and b.title.endswith(".py")]
+    assert len(examples) == 3, [b.title for b in examples]
+    for block in examples:
+        # each example starts with the file it goes in: "# tests/test_books.py"
+        where = re.fullmatch(r"# (tests/test_\w+\.py)", block.text.splitlines()[0])
+        assert where, f"{block.where}: the example does not say where it goes"
+        (tmp_path / where[1]).parent.mkdir(exist_ok=True)
+        (tmp_path / where[1]).write_text(block.text, encoding="utf-8")
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("PYTEST_", "DJANGO_"))
+           and key not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(PYTHONPATH=str(ROOT), GQLSYNC_DEMO_DB=str(tmp_path / "demo.sqlite3"))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "--ds", "schema_examples.settings", "tests"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert re.search(r"\b5 passed\b", output), output
+    assert "PytestDeprecationWarning" not in output, output
 
 
 # ----------------------------------------------------------------- reference pages
