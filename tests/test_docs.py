@@ -159,24 +159,22 @@ _security_settings = load_example("security_settings")
 test_example_security_settings = _security_settings.test_an_over_deep_query_is_refused
 
 _filter_transitions = load_example("filter_transitions")
-test_example_filter_transitions = pytest.mark.django_db(transaction=True)(
+test_example_filter_transitions = (
     _filter_transitions.test_a_book_that_changes_author_leaves_and_enters)
 
 _previous_state = load_example("previous_state")
 test_example_previous_state = _previous_state.test_before_is_what_was_committed
 
 _subscription_filters = load_example("subscription_filters")
-test_example_subscription_filters = pytest.mark.django_db(transaction=True)(
+test_example_subscription_filters = (
     _subscription_filters.test_a_regex_filter_is_refused_and_others_go_on)
 
 _resume = load_example("resume")
-test_example_resume = pytest.mark.django_db(transaction=True)(
-    _resume.test_a_client_that_reconnects_misses_nothing)
+test_example_resume = _resume.test_a_client_that_reconnects_misses_nothing
 
 _where = load_example("where_arguments")
-test_example_where_arguments = pytest.mark.django_db(transaction=True)(
-    pytest.mark.usefixtures("seeded")(
-        _where.test_members_receive_the_rooms_messages_and_others_are_refused))
+test_example_where_arguments = (
+    _where.test_members_receive_the_rooms_messages_and_others_are_refused)
 
 # Examples exercised by the tests below, by file name. Together with the re-exports
 # above this must be every file in docs/examples/.

@@ -1,4 +1,6 @@
 # tests/test_filters.py: a row that leaves a subscription's filter is DELETED for it
+import pytest
+
 from gqlsync.testing import GraphQLWSClient
 from schema_examples.asgi import application
 from schema_examples.bookstore.models import Author, Book
@@ -7,6 +9,7 @@ BY_AUTHOR = """subscription($email: String!) {
   bookChanged(filters: { author: { email: { exact: $email } } }) { op node { title } } }"""
 
 
+@pytest.mark.django_db(transaction=True)
 async def test_a_book_that_changes_author_leaves_and_enters() -> None:
     janet = await Author.objects.acreate(name="Janet Evanovich", email="janet@example.com")
     lee = await Author.objects.acreate(name="Lee Child", email="lee@example.com")

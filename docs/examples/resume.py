@@ -1,4 +1,6 @@
 # tests/test_resume.py: a client that reconnects resumes from its last cursor
+import pytest
+
 from gqlsync.testing import GraphQLWSClient, settle
 from schema_examples.asgi import application
 from schema_examples.bookstore.models import Author, Book
@@ -7,6 +9,7 @@ BOOKS = """subscription($after: String) {
   bookChanged(after: $after) { op id cursor node { title } } }"""
 
 
+@pytest.mark.django_db(transaction=True)
 async def test_a_client_that_reconnects_misses_nothing() -> None:
     janet = await Author.objects.acreate(name="Janet Evanovich", email="janet@example.com")
     async with GraphQLWSClient(application) as client:

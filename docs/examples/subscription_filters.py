@@ -6,12 +6,15 @@ GQLSYNC = {
 
 
 # tests/test_filters.py: a refused filter is a GraphQL error to that client alone
+import pytest  # noqa: E402
+
 from gqlsync.testing import GraphQLWSClient  # noqa: E402
 from schema_examples.asgi import application  # noqa: E402
 
 BY_TITLE = "subscription($f: BookFilter) { bookChanged(filters: $f) { op node { title } } }"
 
 
+@pytest.mark.django_db(transaction=True)
 async def test_a_regex_filter_is_refused_and_others_go_on() -> None:
     async with GraphQLWSClient(application) as client:
         refused = await client.subscribe(BY_TITLE, {"f": {"title": {"regex": "^(a+)+$"}}})

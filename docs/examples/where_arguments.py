@@ -37,17 +37,22 @@ application = gqlsync.asgi.application(schema)
 
 
 # tests/test_rooms.py: the members of a room share one execution per message
+import pytest  # noqa: E402
+
 from gqlsync.hub import get_hub  # noqa: E402
 from gqlsync.testing import GraphQLWSClient  # noqa: E402
 
 ROOM = "subscription($room: String!) { messageChanged(room: $room) { op node { text } } }"
 
 
+@pytest.mark.django_db(transaction=True)
 async def test_members_receive_the_rooms_messages_and_others_are_refused() -> None:
     from django.contrib.auth import get_user_model
 
     from schema_examples.chat.models import Message
+    from schema_examples.seed import seed
 
+    await sync_to_async(seed)()  # users alice and bob, rooms general and secret
     alice, bob = [await sync_to_async(get_user_model().objects.get)(username=name)
                   for name in ("alice", "bob")]
     clients = {user.username: GraphQLWSClient(application, payload={
