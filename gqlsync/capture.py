@@ -22,7 +22,9 @@ The write path knows nothing about subscribers or sockets: it ends at :mod:`gqls
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
@@ -66,6 +68,9 @@ class _Flush:
 
     def __init__(self) -> None:
         self.pending: list[_Pending] = []
+        # Django logs a failing robust hook by its __qualname__, which an instance lacks:
+        # without it the log call itself raises, out of the caller's commit
+        self.__qualname__ = "gqlsync.capture._Flush"
 
     def __call__(self) -> None:
         merged: dict[tuple[str, int | str], Event | None] = {}
@@ -81,7 +86,13 @@ class _Flush:
         self.pending.clear()
         events = [e for e in merged.values() if e is not None]
         if events:
-            broker.publish(events)
+            broker.publish(_committed(events))
+
+
+def _committed(events: list[Event]) -> list[Event]:
+    """``events`` stamped with the time of their commit, now (the metrics' latency)."""
+    now = time.time()
+    return [dataclasses.replace(event, committed_at=now) for event in events]
 
 
 def record(event: Event, using: str = DEFAULT_DB_ALIAS) -> None:
@@ -91,7 +102,7 @@ def record(event: Event, using: str = DEFAULT_DB_ALIAS) -> None:
         if not conn.get_autocommit():
             logger.warning("gqlsync: change to %s outside atomic() in manual mode", event.model)
         try:
-            broker.publish([event])
+            broker.publish(_committed([event]))
         except Exception:
             # the write is committed already: report, as the commit hook does, never raise
             logger.exception("gqlsync: publishing a change to %s failed", event.model)

@@ -15,6 +15,11 @@ the row's last visible values:
 - ``CREATED`` and ``UPDATED`` carry ``after``: the row's travelling values as this commit
   left them, so that an event handled after later commits (the row changed again, or is
   gone) is still judged on the state it describes.
+
+Every event published by the write path also carries ``committed_at``: the wall-clock
+time (Unix seconds) of the commit that produced it, which the hub's commit-to-send
+latency (:mod:`gqlsync.metrics`) is measured from. Events made elsewhere, and messages
+from a version that did not send it, have ``None``: they are delivered all the same.
 """
 
 from __future__ import annotations
@@ -81,6 +86,13 @@ def new_cursor() -> str:
     return f"{time.time_ns() // 1_000_000:011x}-{next(_counter) & 0xFFFFFF:06x}-{_process}"
 
 
+def _seconds(value: Any) -> float | None:
+    """A message's ``committed_at``: a number, or ``None`` (absent, or not a time)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One committed change to one row."""
@@ -97,6 +109,9 @@ class Event:
     cursor: str = field(default_factory=new_cursor)
     after: dict[str, Any] | None = None
     """The row's travelling values after the change (``CREATED``/``UPDATED``), when known."""
+    committed_at: float | None = field(default=None, compare=False)
+    """Unix time of the commit that published the event (set by :mod:`gqlsync.capture`);
+    when it happened, not what happened, so events compare equal without it."""
 
     def to_message(self) -> dict[str, Any]:
         """The channel-layer message; ``type`` routes it, the rest is the event."""
@@ -109,6 +124,7 @@ class Event:
             "before": self.before,
             "cursor": self.cursor,
             "after": self.after,
+            "committed_at": self.committed_at,
         }
 
     @classmethod
@@ -122,6 +138,7 @@ class Event:
             before=message.get("before"),
             cursor=str(message["cursor"]),
             after=message.get("after"),
+            committed_at=_seconds(message.get("committed_at")),
         )
 
     def merge(self, later: Event) -> Event | None:

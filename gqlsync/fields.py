@@ -44,7 +44,7 @@ from gqlsync.log import Gap, Position, get_log
 from gqlsync.matching import RowFilter
 from gqlsync.permissions import (
     Permission,
-    forbidden,
+    Refusal,
     own_get_queryset,
     own_rows,
     permission_of,
@@ -206,8 +206,8 @@ async def _open(
         subscription.rescope = rescope
         # permission rules may read the database (user.has_perm): off the event loop
         outcome = await sync_to_async(rescope)(user)
-        if outcome is None:
-            raise forbidden(permission.message)
+        if isinstance(outcome, Refusal):  # the same refusal a query would get
+            raise outcome.error()
         subscription.scope, subscription.view_queryset = outcome
         subscription.depends_on = [broker.model_group(d) for d in permission.depends_on]
     if subscription.view_queryset is None and kept is not None:
@@ -246,9 +246,10 @@ def _rescoper(rule: Permission, base: QuerySet[Any], kept: QuerySet[Any] | None)
     """How a subscription's scope and visible rows follow its user (identity changes);
     ``kept``: the rows the type's own ``get_queryset`` keeps, when it hides some."""
 
-    def rescope(user: Any) -> tuple[Hashable, Any] | None:
-        if not rule.has_operation(user):
-            return None
+    def rescope(user: Any) -> tuple[Hashable, Any] | Refusal:
+        refused = rule.refuse(user)
+        if refused is not None:
+            return refused
         if rule.tracks_rows():
             rows = kept if kept is not None else base
             return rule.scope(user), rule.filter_queryset(user, rows.all())

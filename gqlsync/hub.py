@@ -31,25 +31,30 @@ slowing the others.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import contextlib
 import contextvars
 import logging
 import sys
+import time
 import weakref
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from asgiref.sync import sync_to_async
 from django.db import models
 
-from gqlsync import broker, execute, resume, rows
+from gqlsync import broker, control, execute, resume, rows
 from gqlsync.conf import get_settings
 from gqlsync.events import IDENTITY, MESSAGE_TYPE, Event, Op, pk_key
 from gqlsync.exceptions import ResyncRequired, SlowConsumerError, SubscriptionEnded
 from gqlsync.log import Gap, Position, get_log
 from gqlsync.matching import Members, RowFilter, TrackedView
+
+if TYPE_CHECKING:  # at run time, imported where needed: it needs Django's apps ready
+    from gqlsync.permissions import Refusal
 
 logger = logging.getLogger("gqlsync.hub")
 
@@ -101,14 +106,41 @@ class Delivery:
 class Rescope(Protocol):
     """How a subscription recomputes its conditions for a user (``fields.listen`` sets it)."""
 
-    def __call__(self, user: Any) -> tuple[Hashable, Any] | None:
-        """(scope, visible queryset or None) for ``user``, or None if they may not subscribe."""
+    def __call__(self, user: Any) -> tuple[Hashable, Any] | Refusal:
+        """(scope, visible queryset or None) for ``user``, or the :class:`Refusal` of the
+        check they fail if they may not subscribe."""
 
 
 def frame_bytes(frame: str) -> int:
     """The memory a queued frame holds: its ``str`` object's size (about one byte per
     character of ASCII text, up to four for other text), read in constant time."""
     return sys.getsizeof(frame)
+
+
+#: upper bounds, in seconds, of the commit-to-send latency's buckets (:class:`Latency`)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0, 30.0)
+
+
+class Latency:
+    """Seconds from a change's commit to the hub handing it to its subscribers, as a
+    histogram's bucket counts (:mod:`gqlsync.metrics` exports them when scraped).
+
+    One observation per event delivered, not per subscriber or socket: a bisection and
+    two additions, and no lock, since only the hub's own loop observes.
+    """
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        #: observations per bucket of ``LATENCY_BUCKETS``, the last over them all
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        seconds = max(seconds, 0.0)  # the writer's host's clock may be a little ahead
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.sum += seconds
 
 
 @dataclass(eq=False, slots=True)
@@ -200,6 +232,8 @@ class Subscription:
             self.end(SlowConsumerError(
                 "This subscription fell too far behind and was ended; subscribe again."
             ))
+            with contextlib.suppress(RuntimeError):  # no loop: a Subscription on its own
+                get_hub().stats["slow_subscriptions"] += 1
             return
         if isinstance(delivery, str):  # a frame: only shared subscriptions get them
             assert self.sender is not None
@@ -317,7 +351,12 @@ class Hub:
         self.stats = {"events": 0, "deliveries": 0, "executions": 0, "stale": 0, "errors": 0,
                       "revoked": 0, "dropped": 0, "isolated": 0,
                       "fallbacks": 0, "resumed": 0, "healed": 0, "resynced": 0,
-                      "outages": 0, "superseded": 0}
+                      "outages": 0, "superseded": 0,
+                      # WebSockets opened and closed (the transport counts them), and
+                      # ended for falling behind: whole connections, single subscriptions
+                      "connected": 0, "disconnected": 0, "slow_consumers": 0,
+                      "slow_subscriptions": 0}
+        self.latency = Latency()
         self._last_seq: dict[tuple[str, str], int] = {}
         #: model group -> log position of the newest of its events this hub handled
         self._handled: dict[str, tuple[int, int]] = {}
@@ -353,6 +392,7 @@ class Hub:
             self.channel = await self.layer.new_channel()
             loop = asyncio.get_running_loop()
             self._tasks = [loop.create_task(self._receive()), loop.create_task(self._work())]
+            await control.join(self)  # answer `manage.py gqlsync stats`
 
     async def _join(self, group: str) -> None:
         await self._start()
@@ -524,6 +564,9 @@ class Hub:
                 failing = False
                 logger.warning("gqlsync hub: the channel layer is back; healing")
                 self._inbox.put_nowait({"type": HEAL, "groups": list(self._joined)})
+                continue
+            if control.is_request(message):  # a question, not an event: answer now
+                self._later(control.answer(self, message))
                 continue
             self._inbox.put_nowait(message)
 
@@ -735,10 +778,12 @@ class Hub:
             if found is _UNDECIDED:
                 found = decided[conditions] = self._delivery_for(sub, event, answers, plain)
             pairs.append((sub, found))  # type: ignore[arg-type]
-        await self._send(pairs)
+        if await self._send(pairs) and event.committed_at is not None:
+            self.latency.observe(time.time() - event.committed_at)
 
-    async def _send(self, pairs: Sequence[tuple[Subscription, Delivery | None]]) -> None:
-        """Hand each subscription its delivery; run shared ones once per distinct key.
+    async def _send(self, pairs: Sequence[tuple[Subscription, Delivery | None]]) -> int:
+        """Hand each subscription its delivery; run shared ones once per distinct key;
+        how many deliveries there were.
 
         Shared subscriptions are grouped by document and delivery. One execution, with
         the context of the group's first subscriber, also tells whether its bytes are
@@ -807,6 +852,7 @@ class Hub:
                 for sub in scoped:
                     assert sub.sender is not None
                     sub.deliver(sub.sender.frame(body))
+        return delivered
 
     def _body(self, key: Hashable, delivery: Delivery) -> str | None:
         """A payload cached this generation for ``key``, if it was made from this very
@@ -1088,12 +1134,15 @@ class Hub:
         """The subscriber's identity changed: recompute its scope and view, send the diff."""
         if sub.rescope is None or sub.ended:
             return
+        from gqlsync.permissions import Refusal
+
         outcome = await sync_to_async(sub.rescope)(user)
         if sub.ended:  # completed or disconnected meanwhile
             return
-        if outcome is None:
-            # end first: unsubscribe() marks it ended, and the reader must hear why
-            sub.end(SubscriptionEnded("Your permission to this subscription was withdrawn."))
+        if isinstance(outcome, Refusal):
+            # end first: unsubscribe() marks it ended, and the reader must hear why: the
+            # check that now refuses them, with its code
+            sub.end(outcome.withdrawn())
             self.unsubscribe(sub)
             return
         scope, queryset = outcome
@@ -1234,3 +1283,12 @@ def get_hub() -> Hub:
     if hub is None:
         hub = _hubs[loop] = Hub()
     return hub
+
+
+def hubs() -> list[Hub]:
+    """The process's hubs whose event loop is open, from any thread (metrics read them)."""
+    while True:
+        try:
+            return [hub for loop, hub in list(_hubs.items()) if not loop.is_closed()]
+        except RuntimeError:  # a loop made its hub meanwhile, on another thread
+            continue

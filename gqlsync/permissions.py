@@ -25,13 +25,25 @@ One object serves every entry point:
   users for whom ``has_operation`` is false;
 - ``await gqlsync.authorize(info, obj, "change")`` in a mutation checks ``has_object``.
 
+When one of them says no, the client is told which check failed, as a
+:class:`Refusal`: an anonymous user gets ``UNAUTHENTICATED`` ("You must be signed in."),
+a signed-in one ``FORBIDDEN`` with the message of the check that refused them (staff
+only, a missing Django permission, "You may not change this Book." for a row that is not
+theirs). The same refusal answers a query, a mutation and a subscription, and ends a
+subscription whose user loses the permission. Each check has its default message;
+``messages`` overrides them per check.
+
 It knows users and rows, not protocols or sockets.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import Callable, Hashable, Iterable
+import re
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
 from asgiref.sync import sync_to_async
@@ -46,23 +58,125 @@ from strawberry.extensions.field_extension import (
 from strawberry.types import Info
 
 from gqlsync.auth import User, get_user
+from gqlsync.exceptions import SubscriptionEnded
 
 _QS = TypeVar("_QS", bound=QuerySet[Any])
 _T = TypeVar("_T", bound=type)
 
+#: ``extensions.code`` of a refusal of an anonymous user: signing in may help
+UNAUTHENTICATED = "UNAUTHENTICATED"
+#: ``extensions.code`` of a refusal of a signed-in user
 FORBIDDEN = "FORBIDDEN"
+
+#: Every check a refusal can name: its ``extensions.code`` and default message. A
+#: message may hold ``{action}`` and ``{model}`` (the object check) or ``{perms}``
+#: (``DjangoPerms``); a check of your own (see :meth:`Permission.failed_check`) is
+#: ``FORBIDDEN`` with the ``operation`` message unless ``messages`` names it.
+CHECKS: Mapping[str, tuple[str, str]] = MappingProxyType({
+    # has_operation said no to a user who is not signed in (or no longer active)
+    "authenticated": (UNAUTHENTICATED, "You must be signed in."),
+    # IsStaff said no to a signed-in user
+    "staff": (FORBIDDEN, "You must be a staff member."),
+    # DjangoPerms said no to a signed-in user
+    "perms": (FORBIDDEN, "You need the permission {perms}."),
+    # your has_operation said no to a signed-in user
+    "operation": (FORBIDDEN, "You do not have permission to do this."),
+    # has_object said no to a signed-in user (authorize())
+    "object": (FORBIDDEN, "You may not {action} this {model}."),
+})
+
+_PLACEHOLDER = re.compile(r"\{(action|model|perms)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a user was refused: the check that said no, and what the client is told."""
+
+    #: the check that failed: a key of :data:`CHECKS`, or one of your own
+    check: str
+    #: the GraphQL error's ``extensions.code``: ``UNAUTHENTICATED`` or ``FORBIDDEN``
+    code: str
+    message: str
+
+    def error(self) -> GraphQLError:
+        """The GraphQL error a query, mutation or new subscription is refused with."""
+        return GraphQLError(self.message, extensions={"code": self.code})
+
+    def withdrawn(self) -> SubscriptionEnded:
+        """The error ending an open subscription whose user no longer passes the check:
+        the same message (after a word of what happened) and the same code."""
+        ended = SubscriptionEnded(
+            f"Your permission to this subscription was withdrawn: {self.message}")
+        ended.code = self.code
+        ended.extensions = {"code": self.code}
+        return ended
 
 
 class Permission:
     """Allows everything; subclass and override what your rule restricts."""
 
-    #: the message of the GraphQL error when :meth:`has_operation` says no
-    message = "You do not have permission to do this."
+    #: Per-check messages of refusals, overriding :data:`CHECKS`' defaults, e.g.
+    #: ``{"authenticated": "Sign in to see your tasks.", "object": "Not your task."}``.
+    #: A class attribute, or ``Permission(messages=...)`` for the shipped rules.
+    messages: Mapping[str, str] = MappingProxyType({})
+    #: Before ``messages``: one message for every refusal by :meth:`has_operation`
+    #: (whichever check inside it failed). Still honoured there, below ``messages``; a
+    #: refusal by :meth:`has_object` uses the ``object`` message instead.
+    message: str | None = None
     #: labels of models whose changes can change which rows a user sees
     depends_on: tuple[str, ...] = ()
 
+    def __init__(self, *, messages: Mapping[str, str] | None = None) -> None:
+        if messages is not None:
+            self.messages = MappingProxyType(dict(messages))
+
     def has_operation(self, user: User) -> bool:
         return True
+
+    def failed_check(self, user: User) -> str:
+        """The check :meth:`has_operation` failed for ``user`` (asked only when it did):
+        ``"authenticated"`` for a user who is not signed in, else ``"operation"``.
+        Override it to name a check of your own, and give it a message in ``messages``.
+        """
+        return "authenticated" if not _signed_in(user) else "operation"
+
+    def refuse(self, user: User) -> Refusal | None:
+        """Why ``user`` may not run the operation, or None when they may."""
+        if self.has_operation(user):
+            return None
+        return self.refusal(self.failed_check(user))
+
+    def refuse_object(
+        self, user: User, obj: models.Model, action: str = "view",
+    ) -> Refusal | None:
+        """Why ``user`` may not do ``action`` to ``obj``, or None when they may
+        (:meth:`has_object` decides; this only names the check that said no)."""
+        if self.has_object(user, obj, action):
+            return None
+        refused = self.refuse(user)
+        if refused is not None:
+            return refused
+        if not _signed_in(user):
+            return self.refusal("authenticated")
+        return self.refusal("object", action=action, model=obj._meta.object_name or "")
+
+    def refusal(self, check: str, **values: str) -> Refusal:
+        """The refusal for ``check``: its code, and its message from ``messages``, else
+        the legacy ``message`` (not for the object check), else :data:`CHECKS`."""
+        code, default = CHECKS.get(check, (FORBIDDEN, CHECKS["operation"][1]))
+        if check in self.messages:
+            template = self.messages[check]
+        elif self.message is not None and check != "object":
+            return Refusal(check, code, self.message)  # written before templates: verbatim
+        else:
+            template = default
+        values = {**self._message_values(), **values}
+        message = _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+        return Refusal(check, code, message)
+
+    def _message_values(self) -> dict[str, str]:
+        """Values of the placeholders this rule's messages may hold."""
+        return {}
 
     def visible(self, user: User) -> Q:
         """The rows ``user`` may see, as a condition on the model. ``Q()`` is all rows."""
@@ -102,9 +216,10 @@ class AllowAny(Permission):
 
 
 class IsAuthenticated(Permission):
-    """Signed-in, active users only; all rows. (strawberry-django's ``IsAuthenticated``.)"""
+    """Signed-in, active users only; all rows. (strawberry-django's ``IsAuthenticated``.)
 
-    message = "You must be signed in."
+    Refuses with the ``authenticated`` check (``UNAUTHENTICATED``).
+    """
 
     def has_operation(self, user: User) -> bool:
         return bool(user.is_authenticated and getattr(user, "is_active", True))
@@ -114,13 +229,19 @@ class IsAuthenticated(Permission):
 
 
 class IsStaff(Permission):
-    """Active staff only; all rows. (strawberry-django's ``IsStaff``.)"""
+    """Active staff only; all rows. (strawberry-django's ``IsStaff``.)
 
-    message = "You must be a staff member."
+    Refuses anonymous users with the ``authenticated`` check, others with ``staff``.
+    """
 
     def has_operation(self, user: User) -> bool:
         return bool(user.is_authenticated and getattr(user, "is_active", True)
                     and getattr(user, "is_staff", False))
+
+    def failed_check(self, user: User) -> str:
+        if _signed_in(user) and not getattr(user, "is_staff", False):
+            return "staff"
+        return super().failed_check(user)
 
     def scope(self, user: User) -> Hashable:
         return ("staff",) if self.has_operation(user) else ("not staff", user.pk)
@@ -134,6 +255,9 @@ class DjangoPerms(Permission):
     every row. With ``object_level=True`` rows are filtered per object with
     strawberry-django's ``filter_for_user`` (django-guardian's object permissions), and
     the operation is open to any signed-in user.
+
+    Refuses anonymous users with the ``authenticated`` check, others with ``perms``
+    ("You need the permission chat.view_message.").
     """
 
     def __init__(
@@ -143,12 +267,21 @@ class DjangoPerms(Permission):
         any_perm: bool = True,
         with_superuser: bool = False,
         object_level: bool = False,
+        messages: Mapping[str, str] | None = None,
     ) -> None:
+        super().__init__(messages=messages)
         self.perms = (perms,) if isinstance(perms, str) else tuple(perms)
         self.any_perm = any_perm
         self.with_superuser = with_superuser
         self.object_level = object_level
-        self.message = f"You need the permission {' or '.join(self.perms)}."
+
+    def _message_values(self) -> dict[str, str]:
+        return {"perms": (" or " if self.any_perm else " and ").join(self.perms)}
+
+    def failed_check(self, user: User) -> str:
+        if _signed_in(user) and not self.object_level and not self._holds(user):
+            return "perms"
+        return super().failed_check(user)
 
     def _holds(self, user: User) -> bool:
         if not user.is_authenticated or not getattr(user, "is_active", True):
@@ -183,6 +316,19 @@ class DjangoPerms(Permission):
         if self.object_level:
             return super().scope(user)
         return ("perms", self.perms, self._holds(user))
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _signed_in(user: User) -> bool:
+    """Signed in and active: what signing in again cannot fix otherwise."""
+    return bool(user.is_authenticated and getattr(user, "is_active", True))
 
 
 def _own_perms(user: Any) -> set[str]:
@@ -265,11 +411,18 @@ def permission_of(type_: type) -> Permission | None:
 
 
 def forbidden(message: str) -> GraphQLError:
+    """A ``FORBIDDEN`` GraphQL error (for refusals of your own; rules refuse with
+    :meth:`Permission.refuse`, which names the check)."""
     return GraphQLError(message, extensions={"code": FORBIDDEN})
 
 
 class Guard(FieldExtension):
-    """A field extension refusing users for whom ``permission.has_operation`` is false."""
+    """A field extension refusing users for whom ``permission.has_operation`` is false,
+    with the refusal of the check that failed (:meth:`Permission.refuse`).
+
+    On a list field too: the client is told, as a subscription would tell it, rather
+    than given ``[]`` (strawberry-django's extensions with ``fail_silently=True``).
+    """
 
     def __init__(self, permission: Permission) -> None:
         self.permission = permission
@@ -277,15 +430,32 @@ class Guard(FieldExtension):
     def resolve(
         self, next_: SyncExtensionResolver, source: Any, info: Info, **kwargs: Any
     ) -> Any:
-        if not self.permission.has_operation(get_user(info)):
-            raise forbidden(self.permission.message)
+        if _in_event_loop():
+            # a sync field of an async execution (strawberry-django's list fields over
+            # HTTP and WebSocket): the rule may read the database, so not on the loop
+            return self._checked_later(next_, source, info, kwargs)
+        refused = self.permission.refuse(get_user(info))
+        if refused is not None:
+            raise refused.error()
         return next_(source, info, **kwargs)
+
+    async def _checked_later(
+        self, next_: SyncExtensionResolver, source: Any, info: Info, kwargs: dict[str, Any]
+    ) -> Any:
+        refused = await sync_to_async(self.permission.refuse)(get_user(info))
+        if refused is not None:
+            raise refused.error()
+        result = next_(source, info, **kwargs)
+        while inspect.isawaitable(result):  # strawberry-django resolves in a thread
+            result = await result
+        return result
 
     async def resolve_async(
         self, next_: AsyncExtensionResolver, source: Any, info: Info, **kwargs: Any
     ) -> Any:
-        if not await sync_to_async(self.permission.has_operation)(get_user(info)):
-            raise forbidden(self.permission.message)
+        refused = await sync_to_async(self.permission.refuse)(get_user(info))
+        if refused is not None:
+            raise refused.error()
         return await next_(source, info, **kwargs)
 
 
@@ -293,7 +463,9 @@ async def authorize(
     info: Info, obj: models.Model, action: str = "change",
     permission: Permission | None = None,
 ) -> None:
-    """Raise a FORBIDDEN GraphQL error unless the user may do ``action`` to ``obj``.
+    """Raise a GraphQL error unless the user may do ``action`` to ``obj``: the refusal
+    of the check that failed (``UNAUTHENTICATED`` for an anonymous user, ``FORBIDDEN``
+    "You may not change this Book." for a signed-in one whose row it is not).
 
     ``permission`` defaults to the one :func:`protect` put on a type of ``obj``'s model.
     """
@@ -301,6 +473,7 @@ async def authorize(
     if permission is None:
         raise LookupError(f"no permission protects {type(obj)._meta.label}; pass one")
     user = get_user(info)
-    if not await sync_to_async(permission.has_object)(user, obj, action):
-        raise forbidden(permission.message)
+    refused = await sync_to_async(permission.refuse_object)(user, obj, action)
+    if refused is not None:
+        raise refused.error()
 

@@ -50,6 +50,23 @@ def test_nothing_is_published_before_commit(author: Author, events: list[Event])
     assert ops(events) == [("bookstore.book", "CREATED", book.pk)]
 
 
+def test_a_publish_that_fails_after_commit_is_logged_and_the_write_stands(
+    author: Author, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The row is committed before the hook runs: a broker failure must not turn the
+    caller's successful commit into an exception (Django logs robust hooks by name)."""
+    from gqlsync import broker
+
+    def unreachable(events: object) -> None:
+        raise ConnectionError("the channel layer is down")
+
+    monkeypatch.setattr(broker, "publish", unreachable)
+    with caplog.at_level("ERROR"), transaction.atomic():
+        Book.objects.create(title="Persuader", author=author)
+    assert Book.objects.filter(title="Persuader").exists()
+    assert "the channel layer is down" in caplog.text
+
+
 def test_a_rolled_back_transaction_publishes_nothing(author: Author, events: list[Event]) -> None:
     with pytest.raises(RuntimeError), transaction.atomic():
         Book.objects.create(title="Never", author=author)

@@ -15,6 +15,7 @@ from django.contrib.auth.models import Permission as AuthPermission
 import gqlsync
 from gqlsync.testing import ClosedError, GraphQLWSClient, login_session, settle
 from gqlsync.transport.websocket import CLOSE_FORBIDDEN
+from schema_examples.bookstore.models import Book
 from schema_examples.chat.models import Message, Room
 from tests.permission_schema import application as perm_app
 
@@ -294,3 +295,260 @@ async def test_a_types_own_get_queryset_hides_rows_from_its_events_too() -> None
         await sub.nothing()
         await Book.objects.acreate(title="By a hidden author", author=ghost)
         await sub.nothing()
+
+
+# ------------------------------------------------------------ refusals name their check
+#
+# tests/refusal_schema.py: each rule guards a query (Guard), a mutation (authorize or
+# Guard) and a subscription (protect). Whoever is refused is told which check failed,
+# the same way on all three.
+
+async def _http(app: Any, query: str, variables: dict[str, Any], token: str | None
+                ) -> dict[str, Any]:
+    import json
+
+    from asgiref.testing import ApplicationCommunicator
+
+    headers = [(b"host", b"testserver"), (b"content-type", b"application/json")]
+    if token:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+    scope = {"type": "http", "method": "POST", "path": "/graphql/", "raw_path": b"/graphql/",
+             "query_string": b"", "headers": headers, "client": ("127.0.0.1", 1),
+             "server": ("testserver", 80), "scheme": "http"}
+    communicator = ApplicationCommunicator(app, scope)
+    body = json.dumps({"query": query, "variables": variables}).encode()
+    await communicator.send_input({"type": "http.request", "body": body})
+    start = await communicator.receive_output(5)
+    chunks = []
+    while True:
+        message = await communicator.receive_output(5)
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    assert start["status"] == 200, chunks
+    result: dict[str, Any] = json.loads(b"".join(chunks))
+    return result
+
+
+def _refusal(errors: list[dict[str, Any]]) -> tuple[str, str]:
+    assert len(errors) == 1, errors
+    return errors[0]["extensions"]["code"], errors[0]["message"]
+
+
+async def _token(name: str) -> str | None:
+    return None if name == "anonymous" else gqlsync.make_token(await user(name))
+
+
+async def _refused_query(app: Any, field: str, name: str) -> tuple[str, str]:
+    result = await _http(app, f"{{ {field} {{ id }} }}", {}, await _token(name))
+    assert result["data"] is None
+    return _refusal(result["errors"])
+
+
+async def _refused_edit(app: Any, field: str, name: str) -> tuple[str, str]:
+    """``name`` edits alice's message in #general (bob may see it, not change it)."""
+    welcome = await Message.objects.aget(text="Welcome to #general!")
+    result = await _http(app, f'mutation($id: ID!) {{ {field}(id: $id, text: "x") {{ id }} }}',
+                         {"id": str(welcome.pk)}, await _token(name))
+    assert result["data"] is None
+    assert await Message.objects.filter(text="Welcome to #general!").aexists()  # unchanged
+    return _refusal(result["errors"])
+
+
+async def _refused_subscription(app: Any, field: str, name: str) -> tuple[str, str]:
+    token = await _token(name)
+    client = GraphQLWSClient(app, payload={"authorization": f"Bearer {token}"} if token
+                             else None)
+    await client.connect()
+    try:
+        sub = await client.subscribe(f"subscription {{ {field} {{ op }} }}")
+        message = await sub.message()
+        errors = message["payload"] if message["type"] == "error" else \
+            message["payload"]["errors"]
+        return _refusal(errors)
+    finally:
+        await client.communicator.disconnect()
+
+
+SIGN_IN = ("UNAUTHENTICATED", "You must be signed in.")
+NOT_YOURS = ("FORBIDDEN", "You may not change this Message.")
+
+# (rule's fields, user) -> what the query, the mutation and the subscription answer;
+# None: not refused (bob may list and follow his own messages, there are none)
+REFUSALS: list[tuple[str, str, str, str, Any, Any, Any]] = [
+    ("own", "editOwn", "ownChanged", "anonymous", SIGN_IN, SIGN_IN, SIGN_IN),
+    ("own", "editOwn", "ownChanged", "bob", None, NOT_YOURS, None),
+    # `message` set before per-check messages: still every has_operation refusal's...
+    ("legacy", "editLegacy", "legacyChanged", "anonymous",
+     ("UNAUTHENTICATED", "Sign in to see your tasks."),
+     ("UNAUTHENTICATED", "Sign in to see your tasks."),
+     ("UNAUTHENTICATED", "Sign in to see your tasks.")),
+    # ...but no longer what a signed-in user editing another's row is told
+    ("legacy", "editLegacy", "legacyChanged", "bob", None, NOT_YOURS, None),
+    ("custom", "editCustom", "customChanged", "anonymous",
+     ("UNAUTHENTICATED", "Sign in to see your messages."),
+     ("UNAUTHENTICATED", "Sign in to see your messages."),
+     ("UNAUTHENTICATED", "Sign in to see your messages.")),
+    ("custom", "editCustom", "customChanged", "bob", None,
+     ("FORBIDDEN", "Only its author may change this message."), None),
+    ("books", "renameBook", "bookChanged", "anonymous", SIGN_IN, SIGN_IN, SIGN_IN),
+    ("books", "renameBook", "bookChanged", "bob",
+     ("FORBIDDEN", "You need the permission bookstore.view_book."),
+     ("FORBIDDEN", "You need the permission bookstore.change_book."),
+     ("FORBIDDEN", "You need the permission bookstore.view_book.")),
+]
+
+
+@pytest.mark.parametrize(("query", "mutation", "subscription", "name", "on_query",
+                          "on_mutation", "on_subscription"), REFUSALS,
+                         ids=[f"{r[0]}-{r[3]}" for r in REFUSALS])
+async def test_each_refusal_names_the_check_that_failed_on_all_three_operations(
+    query: str, mutation: str, subscription: str, name: str,
+    on_query: Any, on_mutation: Any, on_subscription: Any,
+) -> None:
+    from tests.refusal_schema import application as app
+
+    if on_query is None:
+        assert "errors" not in await _http(app, f"{{ {query} {{ id }} }}", {}, await _token(name))
+    else:
+        assert await _refused_query(app, query, name) == on_query
+    if mutation == "renameBook":
+        book = await Book.objects.afirst()
+        assert book is not None
+        result = await _http(app, 'mutation($id: ID!) { renameBook(id: $id, title: "x") '
+                             "{ id } }", {"id": str(book.pk)}, await _token(name))
+        assert _refusal(result["errors"]) == on_mutation
+    else:
+        assert await _refused_edit(app, mutation, name) == on_mutation
+    if on_subscription is None:
+        token = await _token(name)
+        async with GraphQLWSClient(app, payload={"authorization": f"Bearer {token}"}) as c:
+            await (await c.subscribe(f"subscription {{ {subscription} {{ op }} }}")).nothing()
+    else:
+        assert await _refused_subscription(app, subscription, name) == on_subscription
+
+
+@pytest.mark.parametrize("name", ["anonymous", "bob"])
+async def test_is_staff_refuses_by_sign_in_then_by_staff(name: str) -> None:
+    from tests.refusal_schema import application as app
+
+    expected = SIGN_IN if name == "anonymous" else ("FORBIDDEN", "You must be a staff member.")
+    result = await _http(app, "{ staffOnly }", {}, await _token(name))
+    assert _refusal(result["errors"]) == expected
+    assert await _refused_subscription(app, "staffChanged", name) == expected
+    assert "errors" not in await _http(app, "{ staffOnly }", {}, await _token("carol"))
+
+
+async def test_a_check_of_your_own_is_named_by_failed_check() -> None:
+    from tests.refusal_schema import application as app
+
+    expected = ("FORBIDDEN", "Join #general first.")  # carol is in no room
+    assert await _refused_query(app, "member", "carol") == expected
+    assert await _refused_subscription(app, "memberChanged", "carol") == expected
+    assert await _refused_query(app, "member", "anonymous") == SIGN_IN
+    assert "errors" not in await _http(app, "{ member { id } }", {}, await _token("bob"))
+
+
+async def test_an_anonymous_list_is_refused_with_guard_and_empty_without() -> None:
+    """``protect`` alone filters rows: an anonymous client's list is ``[]``, as with
+    strawberry-django's extensions (``fail_silently``). ``Guard`` on the field refuses
+    it the way the subscription does."""
+    from tests.refusal_schema import application as app
+
+    assert await _http(app, "{ ownUnguarded { id } }", {}, None) == {
+        "data": {"ownUnguarded": []}}
+    assert await _refused_query(app, "own", "anonymous") == SIGN_IN
+    assert await _refused_subscription(app, "ownChanged", "anonymous") == SIGN_IN
+
+
+async def test_a_withdrawn_permission_ends_the_subscription_with_the_checks_refusal() -> None:
+    from tests.refusal_schema import application as app
+
+    bob_user = await user("bob")
+    view_book = await AuthPermission.objects.aget(codename="view_book")
+    await sync_to_async(bob_user.user_permissions.add)(view_book)
+    async with GraphQLWSClient(app, payload={
+            "authorization": f"Bearer {gqlsync.make_token(bob_user)}"}) as client:
+        sub = await client.subscribe("subscription { bookChanged { op } }")
+        await settle()
+        await sync_to_async(bob_user.user_permissions.remove)(view_book)
+        ended = await sub.message(timeout=2)
+        assert ended["type"] == "next"
+        assert ended["payload"]["data"] is None
+        assert _refusal(ended["payload"]["errors"]) == (
+            "FORBIDDEN", "Your permission to this subscription was withdrawn: "
+                         "You need the permission bookstore.view_book.")
+        assert (await sub.message(timeout=2))["type"] == "complete"
+
+
+def test_refusal_messages_per_check_and_their_precedence() -> None:
+    from django.contrib.auth.models import AnonymousUser
+
+    from gqlsync.permissions import Refusal
+
+    stranger = get_user_model()(pk=99, username="stranger")
+    anonymous = AnonymousUser()
+    all_of = gqlsync.DjangoPerms(["bookstore.view_book", "bookstore.change_book"],
+                                 any_perm=False)
+    assert all_of.refusal("perms").message == (
+        "You need the permission bookstore.view_book and bookstore.change_book.")
+    assert all_of.refuse(anonymous) == Refusal("authenticated", "UNAUTHENTICATED",
+                                               "You must be signed in.")
+
+    class Legacy(gqlsync.Permission):
+        message = "Braces {stay} as written: {action}."
+
+        def has_operation(self, user: Any) -> bool:
+            return False
+
+    refused = Legacy().refuse(stranger)
+    assert refused == Refusal("operation", "FORBIDDEN", "Braces {stay} as written: {action}.")
+    # messages beat the legacy message; the object check never takes the legacy one
+    both = Legacy(messages={"operation": "Not today."})
+    assert both.refuse(stranger) == Refusal("operation", "FORBIDDEN", "Not today.")
+    assert both.refusal("object", action="delete", model="Book").message == (
+        "You may not delete this Book.")
+    nobody = gqlsync.Permission()
+    assert nobody.refusal("object", action="publish", model="Book").message == (
+        "You may not publish this Book.")
+    # an inactive user is refused as one who is not signed in
+    inactive = get_user_model()(pk=98, username="gone", is_active=False)
+    assert gqlsync.IsStaff().refuse(inactive) == Refusal(
+        "authenticated", "UNAUTHENTICATED", "You must be signed in.")
+    assert gqlsync.IsStaff().refuse(stranger) == Refusal(
+        "staff", "FORBIDDEN", "You must be a staff member.")
+    assert gqlsync.AllowAny().refuse(anonymous) is None
+
+
+def test_the_guides_own_words_example() -> None:
+    """docs/examples/refusals/own_words.py, shown in the permissions guide."""
+    import importlib.util
+    from pathlib import Path
+
+    from django.contrib.auth.models import AnonymousUser
+
+    from gqlsync.permissions import Refusal
+
+    path = Path(__file__).resolve().parents[1] / "docs/examples/refusals/own_words.py"
+    spec = importlib.util.spec_from_file_location("gqlsync_docs_refusals_own_words", path)
+    assert spec is not None
+    assert spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+
+    anonymous = AnonymousUser()
+    bob = get_user_model().objects.get(username="bob")
+    welcome = Message.objects.get(text="Welcome to #general!")  # alice's
+    own = example.OwnMessages()
+    assert own.refuse(anonymous) == Refusal(
+        "authenticated", "UNAUTHENTICATED", "Sign in to see your messages.")
+    assert own.refuse(bob) is None
+    assert own.refuse_object(bob, welcome, "delete") == Refusal(
+        "object", "FORBIDDEN", "Only its author may delete this message.")
+    plan = example.PaidPlan()
+    assert plan.refuse(bob) == Refusal("plan", "FORBIDDEN", "Live updates need a paid plan.")
+    assert plan.refuse(anonymous) == Refusal(
+        "authenticated", "UNAUTHENTICATED", "You must be signed in.")
+    assert example.editors.refuse(bob) == Refusal("staff", "FORBIDDEN", "Editors only.")
+    assert example.readers.refuse(bob) == Refusal(
+        "perms", "FORBIDDEN", "Ask an admin for chat.view_message.")

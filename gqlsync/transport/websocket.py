@@ -589,6 +589,8 @@ class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
     _protocol: _TransportWSProtocol | None = None
     _legacy: _LegacyWSProtocol | None = None
     _protocol_ended = False
+    #: counted in the hub's ``connected`` (its ``disconnected`` once released)
+    _counted = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -605,6 +607,8 @@ class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
             return
         root_value = await cast(Any, self).get_root_value(self)
         response = await self.create_websocket_response(self, subprotocol)
+        get_hub().stats["connected"] += 1  # accepted: open until released
+        self._counted = True
         websocket = self.websocket_adapter_class(self, self, response)
         context = await self.get_context(self, response=response)
         if subprotocol == GRAPHQL_WS_PROTOCOL:
@@ -808,13 +812,17 @@ class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
                 self.run_task.cancel()
 
     def _release(self) -> None:
-        """Stop writing and stop following the user's identity (idempotent)."""
+        """Stop writing, stop following the user's identity, and count the connection
+        closed (idempotent)."""
         writer: _Writer | None = getattr(self, "_gqlsync_writer", None)
         if writer is not None:
             writer.close()
         if self._followed is not None:
             get_hub().disconnect(self._followed, self)
             self._followed = None
+        if self._counted:
+            self._counted = False
+            get_hub().stats["disconnected"] += 1
 
     async def disconnect(self, code: int) -> None:
         self._release()
@@ -854,6 +862,7 @@ class GraphQLWSHandler(GraphQLWSConsumer):  # type: ignore[misc]
         writer has dropped them): end its operations and close with
         :data:`CLOSE_SLOW_CONSUMER` now, not when a keepalive times out."""
         if self._shedding is None:
+            get_hub().stats["slow_consumers"] += 1
             self._shedding = asyncio.get_running_loop().create_task(self._shed())
 
     async def _shed(self) -> None:
