@@ -10,10 +10,12 @@ it cannot know how many hubs there are, so it always waits the whole timeout.
 
 A hub answers from its receive loop (:func:`answer`, in a task of its own), not from its
 inbox: a worker busy with a burst of events still answers at once, with its counters as
-they stand. Only counters travel, never a row, a user or a document.
+they stand. Only counters and the process's identity (host, pid, origin, the hub's
+channel name) travel, never a row, a user or a document.
 
 What "running" means: a process starts its hub with the first WebSocket that subscribes
-or signs in, and keeps it until it exits. A worker that has served neither holds nothing
+or signs in, and keeps it until it exits (the hub renews its group memberships, so the
+layer's ``group_expiry`` does not drop it). A worker that has served neither holds nothing
 and does not answer. With the in-memory layer, messages never leave the process: only a
 hub on the asking process's own event loop can answer (tests); workers need a shared
 layer (channels-redis) to be asked.
@@ -39,6 +41,11 @@ logger = logging.getLogger("gqlsync.control")
 REQUEST = "gqlsync.control"
 REPLY = "gqlsync.control.reply"
 
+#: control requests a hub answers at once; more arriving meanwhile are dropped (only
+#: processes that can write to the channel layer can ask, but a loop of them should not
+#: make a hub spend its time on answers)
+MAX_IN_FLIGHT = 4
+
 #: counters added up over the hubs for the total (every numeric value of a snapshot
 #: but the process id)
 _NOT_SUMMED = frozenset({"pid"})
@@ -60,8 +67,11 @@ async def join(hub: Hub) -> None:
     after a channel-layer outage and leaves it when it closes, as it does the others.
     """
     name = group()
-    await hub.layer.group_add(name, hub.channel)
-    hub._joined.add(name)
+    hub._joined.add(name)  # first: a failed add is retried with the others
+    try:
+        await hub.layer.group_add(name, hub.channel)
+    except Exception as error:  # not worth failing the subscriber that started the hub
+        logger.warning("gqlsync control: joining %s failed (retried): %r", name, error)
 
 
 def snapshot(hub: Hub) -> dict[str, Any]:
@@ -103,8 +113,8 @@ async def answer(hub: Hub, message: dict[str, Any]) -> None:
         return
     try:
         await hub.layer.send(reply, {"type": REPLY, "hub": snapshot(hub)})
-    except Exception:  # the asker is gone, or the layer is down: nothing to do about it
-        logger.exception("gqlsync control: the reply to %s could not be sent", reply)
+    except Exception as error:  # the asker is gone, the layer is down: nothing to do
+        logger.warning("gqlsync control: the reply to %s could not be sent: %r", reply, error)
 
 
 async def ask(timeout: float) -> list[dict[str, Any]]:

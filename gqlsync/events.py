@@ -28,6 +28,7 @@ import datetime
 import decimal
 import enum
 import itertools
+import math
 import os
 import time
 import uuid
@@ -87,9 +88,14 @@ def new_cursor() -> str:
 
 
 def _seconds(value: Any) -> float | None:
-    """A message's ``committed_at``: a number, or ``None`` (absent, or not a time)."""
+    """A message's ``committed_at``: a finite number, or ``None`` (absent, or not a time:
+    a NaN or an integer too large for a float is no time either)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            return None
+        return seconds if math.isfinite(seconds) else None
     return None
 
 

@@ -347,6 +347,8 @@ class Hub:
         self._lock = asyncio.Lock()
         self._busy = False
         self._identity_group = broker.model_group(IDENTITY)
+        #: control requests being answered (a flood of them is dropped past a few)
+        self._answering = 0
         #: counters, for tests, the stats endpoint and benchmarks
         self.stats = {"events": 0, "deliveries": 0, "executions": 0, "stale": 0, "errors": 0,
                       "revoked": 0, "dropped": 0, "isolated": 0,
@@ -392,6 +394,9 @@ class Hub:
             self.channel = await self.layer.new_channel()
             loop = asyncio.get_running_loop()
             self._tasks = [loop.create_task(self._receive()), loop.create_task(self._work())]
+            expiry = getattr(self.layer, "group_expiry", None)
+            if isinstance(expiry, int | float) and expiry > 0:
+                self._tasks.append(loop.create_task(self._renew(expiry / 3)))
             await control.join(self)  # answer `manage.py gqlsync stats`
 
     async def _join(self, group: str) -> None:
@@ -434,6 +439,12 @@ class Hub:
                     self.groups.pop(group, None)
                     self.watchers.pop(group, None)
                     await self.layer.group_discard(group, self.channel)
+
+    async def _answer(self, message: dict[str, Any]) -> None:
+        try:
+            await control.answer(self, message)
+        finally:
+            self._answering -= 1
 
     def _later(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -565,8 +576,11 @@ class Hub:
                 logger.warning("gqlsync hub: the channel layer is back; healing")
                 self._inbox.put_nowait({"type": HEAL, "groups": list(self._joined)})
                 continue
-            if control.is_request(message):  # a question, not an event: answer now
-                self._later(control.answer(self, message))
+            if isinstance(message, dict) and control.is_request(message):
+                # a question, not an event: answered at once, beside the events
+                if self._answering < control.MAX_IN_FLIGHT:
+                    self._answering += 1
+                    self._later(self._answer(message))
                 continue
             self._inbox.put_nowait(message)
 
@@ -574,6 +588,23 @@ class Hub:
         async with self._lock:
             for group in list(self._joined):
                 await self.layer.group_add(group, self.channel)
+
+    async def _renew(self, every: float) -> None:
+        """Add the hub to its groups again, every third of the layer's ``group_expiry``.
+
+        Channels' layers (in-memory, channels-redis core) forget a group member
+        ``group_expiry`` seconds (a day by default) after it was added, and say nothing:
+        a process whose subscribers stayed a day would stop receiving their changes.
+        Consumers usually live shorter than that; the hub lives as long as its process.
+        Adding again only moves the member's timestamp. A failure is the receive loop's
+        business (it rejoins and heals when the layer is back).
+        """
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self._rejoin()
+            except Exception as error:
+                logger.warning("gqlsync hub: renewing group membership failed: %r", error)
 
     async def _work(self) -> None:
         while True:

@@ -87,3 +87,14 @@ def test_deleted_then_created_again_is_updated() -> None:
 def test_only_changes_to_one_row_merge() -> None:
     with pytest.raises(ValueError, match="same row"):
         e(Op.UPDATED).merge(Event("bookstore.book", 2, Op.UPDATED))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 10**400, "soon", True, None])
+def test_a_commit_time_that_is_no_time_reads_as_none_and_the_event_survives(
+        value: object) -> None:
+    """``committed_at`` only times the latency histogram: a bad one (a hand-written
+    message, a corrupted log entry) must neither drop the event nor poison the sum."""
+    message = {**Event("bookstore.book", 1, Op.UPDATED).to_message(), "committed_at": value}
+    event = Event.from_message(message)
+    assert (event.model, event.pk, event.op) == ("bookstore.book", 1, Op.UPDATED)
+    assert event.committed_at is None

@@ -49,6 +49,45 @@ async def test_many_subscriptions_share_one_group_membership() -> None:
     await hub.close()
 
 
+async def test_the_hub_stays_in_its_groups_past_the_layers_group_expiry(lee: Author) -> None:
+    """Channels' layers forget a group member ``group_expiry`` seconds after it was added
+    (a day by default): a process whose subscribers stay longer must keep receiving."""
+    layer = get_channel_layer()
+    expiry = layer.group_expiry
+    layer.group_expiry = 1
+    hub = get_hub()
+    try:
+        sub = Subscription("bookstore.book", BOOKS)
+        await hub.subscribe(sub)
+        await asyncio.sleep(2.5)  # more than twice the expiry
+        book = await Book.objects.acreate(title="Killing Floor", author=lee)
+        assert (await asyncio.wait_for(sub.next(), 2)).event.pk == book.pk
+    finally:
+        layer.group_expiry = expiry
+        await hub.close()
+
+
+async def test_a_message_that_is_not_a_dict_does_not_stop_the_hub(
+        lee: Author, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever arrives on the hub's channel (a message written to Redis by hand), the
+    receive loop goes on: it is every subscriber's only way in."""
+    hub = get_hub()
+    sub = Subscription("bookstore.book", BOOKS)
+    await hub.subscribe(sub)
+    receive, garbage = hub.layer.receive, ["not a message", 42]
+
+    async def with_garbage(channel: str) -> Any:
+        return garbage.pop() if garbage else await receive(channel)
+
+    monkeypatch.setattr(hub.layer, "receive", with_garbage)
+    first = await Book.objects.acreate(title="Killing Floor", author=lee)
+    assert (await asyncio.wait_for(sub.next(), 2)).event.pk == first.pk
+    second = await Book.objects.acreate(title="Die Trying", author=lee)
+    assert (await asyncio.wait_for(sub.next(), 2)).event.pk == second.pk
+    assert not garbage
+    await hub.close()
+
+
 async def test_every_subscription_gets_the_event_and_the_row_is_shared(lee: Author) -> None:
     hub = get_hub()
     subs = [Subscription("bookstore.book", BOOKS) for _ in range(3)]
