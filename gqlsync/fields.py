@@ -36,7 +36,7 @@ from strawberry_django.filters import process_filters
 from gqlsync import broker, registry
 from gqlsync.auth import get_user
 from gqlsync.events import Op
-from gqlsync.exceptions import ResyncRequired
+from gqlsync.exceptions import ResyncRequired, SubscriptionEnded
 from gqlsync.execute import OPENER, FrameSender, SharedOperation
 from gqlsync.guard import check_filter
 from gqlsync.hub import Delivery, Rescope, Subscription, current_sender, get_hub
@@ -203,7 +203,7 @@ async def _open(
             if own_get_queryset(type_) is not None else None)
     if permission is not None:
         rescope = _rescoper(permission, base, kept)
-        subscription.rescope = rescope
+        subscription.rescope = _ending(rescope)
         # permission rules may read the database (user.has_perm): off the event loop
         outcome = await sync_to_async(rescope)(user)
         if isinstance(outcome, Refusal):  # the same refusal a query would get
@@ -242,7 +242,23 @@ def _resume_from(after: str | None) -> Position | None:
                            extensions={"code": ResyncRequired.code}) from None
 
 
-def _rescoper(rule: Permission, base: QuerySet[Any], kept: QuerySet[Any] | None) -> Rescope:
+def _ending(
+    rescope: Callable[[Any], tuple[Hashable, Any] | Refusal],
+) -> Rescope:
+    """``rescope`` as the hub calls it when the user's identity changes: a refusal
+    becomes the error that ends the open subscription (the hub knows nothing of
+    permissions: it ends what it is told to, with the check's message and code)."""
+
+    def rescoped(user: Any) -> tuple[Hashable, Any] | SubscriptionEnded:
+        outcome = rescope(user)
+        return outcome.withdrawn() if isinstance(outcome, Refusal) else outcome
+
+    return rescoped
+
+
+def _rescoper(
+    rule: Permission, base: QuerySet[Any], kept: QuerySet[Any] | None,
+) -> Callable[[Any], tuple[Hashable, Any] | Refusal]:
     """How a subscription's scope and visible rows follow its user (identity changes);
     ``kept``: the rows the type's own ``get_queryset`` keeps, when it hides some."""
 

@@ -41,7 +41,7 @@ import time
 import weakref
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from asgiref.sync import sync_to_async
 from django.db import models
@@ -52,9 +52,6 @@ from gqlsync.events import IDENTITY, MESSAGE_TYPE, Event, Op, pk_key
 from gqlsync.exceptions import ResyncRequired, SlowConsumerError, SubscriptionEnded
 from gqlsync.log import Gap, Position, get_log
 from gqlsync.matching import Members, RowFilter, TrackedView
-
-if TYPE_CHECKING:  # at run time, imported where needed: it needs Django's apps ready
-    from gqlsync.permissions import Refusal
 
 logger = logging.getLogger("gqlsync.hub")
 
@@ -106,9 +103,10 @@ class Delivery:
 class Rescope(Protocol):
     """How a subscription recomputes its conditions for a user (``fields.listen`` sets it)."""
 
-    def __call__(self, user: Any) -> tuple[Hashable, Any] | Refusal:
-        """(scope, visible queryset or None) for ``user``, or the :class:`Refusal` of the
-        check they fail if they may not subscribe."""
+    def __call__(self, user: Any) -> tuple[Hashable, Any] | SubscriptionEnded:
+        """(scope, visible queryset or None) for ``user``; if they may no longer
+        subscribe, the error that ends the subscription (the refusal of the check they
+        fail, with its code: made where the permission is known, not here)."""
 
 
 def frame_bytes(frame: str) -> int:
@@ -1165,15 +1163,13 @@ class Hub:
         """The subscriber's identity changed: recompute its scope and view, send the diff."""
         if sub.rescope is None or sub.ended:
             return
-        from gqlsync.permissions import Refusal
-
         outcome = await sync_to_async(sub.rescope)(user)
         if sub.ended:  # completed or disconnected meanwhile
             return
-        if isinstance(outcome, Refusal):
+        if isinstance(outcome, SubscriptionEnded):
             # end first: unsubscribe() marks it ended, and the reader must hear why: the
             # check that now refuses them, with its code
-            sub.end(outcome.withdrawn())
+            sub.end(outcome)
             self.unsubscribe(sub)
             return
         scope, queryset = outcome
