@@ -100,6 +100,11 @@ class GQLSyncSettings(TypedDict):
     #: and a change to what its rule depends on tells its subscribers to refetch
     #: (``RESYNC``). 5,000 keys: about 400 KB per distinct view.
     VIEW_KEYS_MAX: int
+    #: The bearer token Prometheus sends to ``gqlsync.metrics.view`` and ``.app``
+    #: (``Authorization: Bearer <token>``), read at each scrape. ``None`` (or blank):
+    #: they refuse everyone with ``403``. The counters are process-wide, so they tell of
+    #: activity in rooms the caller may not see: never public by default.
+    METRICS_TOKEN: str | None
 
 
 DEFAULTS: GQLSyncSettings = {
@@ -129,6 +134,7 @@ DEFAULTS: GQLSyncSettings = {
     "SOCKET_CHANNELS": False,
     "SHARE_ACROSS_SCOPES": True,
     "VIEW_KEYS_MAX": 5000,
+    "METRICS_TOKEN": None,
 }
 
 

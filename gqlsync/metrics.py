@@ -1,16 +1,27 @@
 """Prometheus metrics of this process's hub, read when Prometheus scrapes.
 
-Needs the ``metrics`` extra (``pip install 'gqlsync[metrics]'``, which brings
-``prometheus-client``); the rest of gqlsync never imports it. Mount the view, or add the
+Needs prometheus-client (``pip install prometheus-client`` next to gqlsync, or gqlsync's
+``metrics`` extra); the rest of gqlsync never imports it. Mount the view, or add the
 collector to the registry your project already serves::
 
-    # urls.py (make_view(token=...): for Prometheus' bearer token only)
+    # settings.py: the bearer token Prometheus sends (Authorization: Bearer <token>)
+    GQLSYNC = {"METRICS_TOKEN": os.environ["GQLSYNC_METRICS_TOKEN"]}
+
+    # urls.py
     path("metrics", gqlsync.metrics.view)
 
     # or the ASGI router: URLRouter([path("metrics", gqlsync.metrics.app), ...])
 
-    # or, next to django-prometheus (or any /metrics of your own)
+    # or, next to django-prometheus (or any /metrics of your own: protect that route)
     gqlsync.metrics.register()  # into prometheus_client.REGISTRY
+
+The metrics are never public by default. The counters are process-wide, so they tell of
+activity in every room, seen by the caller or not (which is why the JSON stats route is
+for staff only): polling ``gqlsync_events_total`` or the latency histogram would time
+the changes of private rooms. :data:`view` and :data:`app` answer only the token of
+``GQLSYNC["METRICS_TOKEN"]`` (read at each request) and refuse everyone with ``403``
+while it is unset; :func:`make_view` / :func:`make_app` take a token of their own, or
+``public=True`` for a route that only your network reaches.
 
 Nothing is counted for Prometheus while events flow. :class:`HubCollector` reads, at
 scrape time, the counters the hub keeps anyway (``hub.stats``, which the JSON stats
@@ -25,7 +36,6 @@ The figures are this process's. Each ASGI worker has its own hub: let Prometheus
 every worker (Prometheus' multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR``, does not
 carry custom collectors).
 """
-
 from __future__ import annotations
 
 import hmac
@@ -45,11 +55,13 @@ try:
     from prometheus_client.registry import Collector
 except ImportError as error:
     raise ImportError(
-        "gqlsync.metrics needs the prometheus-client package: install the 'metrics' "
-        "extra, pip install 'gqlsync[metrics]'"
+        "gqlsync.metrics needs the prometheus-client package: pip install "
+        "prometheus-client (or install gqlsync with its 'metrics' extra)"
     ) from error
 
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+
+from gqlsync.conf import get_settings
 
 __all__ = ["COUNTERS", "HubCollector", "app", "exposition", "make_app", "make_view",
            "register", "view"]
@@ -173,7 +185,11 @@ _registered: weakref.WeakKeyDictionary[CollectorRegistry, HubCollector] = (
 def register(registry: CollectorRegistry | None = None) -> HubCollector:
     """Add gqlsync's collector to ``registry`` (default: ``prometheus_client.REGISTRY``,
     the one django-prometheus and ``make_asgi_app()`` serve); once per registry, so
-    calling it again (from ``AppConfig.ready()``, from the view) is harmless."""
+    calling it again (from ``AppConfig.ready()``, from the view) is harmless.
+
+    The route that serves ``registry`` is yours, and so is its protection: gqlsync's
+    figures in it are as telling as on :data:`view` (django-prometheus' ``/metrics``, for
+    one, answers anyone)."""
     registry = REGISTRY if registry is None else registry
     collector = _registered.get(registry)
     if collector is None:
@@ -192,32 +208,39 @@ def exposition(registry: CollectorRegistry | None = None) -> tuple[bytes, str]:
     return _generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-def make_view(token: str | None = None) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
+def make_view(token: str | None = None, *, public: bool = False,
+              ) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
     """A Django view serving ``prometheus_client.REGISTRY`` with gqlsync's metrics (and
     whatever else the process registered: ``process_*``, ``python_*``…).
 
-    With ``token``, only a request carrying ``Authorization: Bearer <token>`` is
-    answered (``401`` otherwise): Prometheus sends it with ``authorization:
-    credentials``. Without, anyone who reaches the route reads the counters. Async, so
+    It answers only a request carrying ``Authorization: Bearer <token>`` (``401``
+    otherwise), which Prometheus sends from its scrape configuration (``authorization:
+    credentials_file``). The token is ``token``, or with none given the setting
+    ``GQLSYNC["METRICS_TOKEN"]``, read at each request; while that is unset too, the
+    view refuses everyone with ``403``. ``public=True`` (without a token) answers anyone
+    who reaches the route: only for a route that your network alone reaches. Async, so
     under ASGI it runs on the hub's own loop."""
-    _check(token)
+    refusal = _access(token, public)
 
     async def metrics_view(request: HttpRequest) -> HttpResponse:
         if request.method not in ("GET", "HEAD"):
             return HttpResponseNotAllowed(["GET", "HEAD"])
-        if not _authorized(request.headers.get("authorization"), token):
-            return HttpResponse("Unauthorized", status=401, content_type=_TEXT,
-                                headers={"WWW-Authenticate": "Bearer"})
+        refused = refusal(request.headers.get("authorization"))
+        if refused is not None:
+            status, text, headers = refused
+            return HttpResponse(text, status=status, content_type=_TEXT,
+                                headers=dict(headers))
         body, content_type = exposition()
         return HttpResponse(body, content_type=content_type)
 
     return metrics_view
 
 
-def make_app(token: str | None = None) -> Callable[[Scope, Any, Any], Awaitable[None]]:
+def make_app(token: str | None = None, *, public: bool = False,
+             ) -> Callable[[Scope, Any, Any], Awaitable[None]]:
     """The same as an ASGI application, for the ASGI router (``URLRouter``), outside
-    Django's URLconf and middleware."""
-    _check(token)
+    Django's URLconf and middleware; ``token`` and ``public`` as for :func:`make_view`."""
+    refusal = _access(token, public)
 
     async def metrics_app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -227,8 +250,11 @@ def make_app(token: str | None = None) -> Callable[[Scope, Any, Any], Awaitable[
             await _respond(send, 405, b"Method Not Allowed", _TEXT, [(b"allow", b"GET, HEAD")])
             return
         header = dict(scope.get("headers") or ()).get(b"authorization")
-        if not _authorized(None if header is None else header.decode("latin-1"), token):
-            await _respond(send, 401, b"Unauthorized", _TEXT, [(b"www-authenticate", b"Bearer")])
+        refused = refusal(None if header is None else header.decode("latin-1"))
+        if refused is not None:
+            status, text, headers = refused
+            await _respond(send, status, b"" if method == "HEAD" else text.encode(), _TEXT,
+                           [(name.lower().encode(), value.encode()) for name, value in headers])
             return
         body, content_type = exposition()
         await _respond(send, 200, b"" if method == "HEAD" else body, content_type)
@@ -236,16 +262,46 @@ def make_app(token: str | None = None) -> Callable[[Scope, Any, Any], Awaitable[
     return metrics_app
 
 
-def _check(token: str | None) -> None:
+#: (status, plain-text body, headers) of a refused request
+_Refusal = tuple[int, str, tuple[tuple[str, str], ...]]
+
+_UNAUTHORIZED: _Refusal = (401, "Unauthorized\n", (("WWW-Authenticate", "Bearer"),))
+#: while no token is set: for everyone, and saying how to serve the metrics
+_NOT_CONFIGURED: _Refusal = (403, (
+    "Forbidden: gqlsync's metrics are not public, and no token is set for them.\n"
+    "Set GQLSYNC[\"METRICS_TOKEN\"] in the Django settings and have Prometheus send it "
+    "(Authorization: Bearer <token>), or serve gqlsync.metrics.make_view(public=True) "
+    "(make_app(public=True)) on a route that only your network reaches.\n"), ())
+
+
+def _access(token: str | None, public: bool) -> Callable[[str | None], _Refusal | None]:
+    """What refuses a request, given its ``Authorization`` header (``None``: answer)."""
+    if public and token is not None:
+        raise ValueError("pass a metrics token or public=True, not both")
     if token is not None and not token.strip():
-        raise ValueError("an empty metrics token would let anyone in: pass None to serve "
-                         "the metrics without one")
+        raise ValueError("an empty metrics token would let anyone in: pass public=True "
+                         "to serve the metrics without one")
+
+    def refusal(header: str | None) -> _Refusal | None:
+        if public:
+            return None
+        expected = token if token is not None else _setting()
+        if expected is None:
+            return _NOT_CONFIGURED
+        return None if _authorized(header, expected) else _UNAUTHORIZED
+
+    return refusal
 
 
-def _authorized(header: str | None, token: str | None) -> bool:
-    """No token asked, or ``header`` is ``Bearer <token>`` (compared in constant time)."""
-    if token is None:
-        return True
+def _setting() -> str | None:
+    """``GQLSYNC["METRICS_TOKEN"]``, now; ``None`` for no token (unset, or blank: a blank
+    token would match an empty credential)."""
+    token = get_settings()["METRICS_TOKEN"]
+    return token if isinstance(token, str) and token.strip() else None
+
+
+def _authorized(header: str | None, token: str) -> bool:
+    """``header`` is ``Bearer <token>`` (the token compared in constant time)."""
     scheme, _, credential = (header or "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(
         credential.strip().encode(), token.encode())
@@ -258,7 +314,7 @@ async def _respond(send: Any, status: int, body: bytes, content_type: str,
     await send({"type": "http.response.body", "body": body})
 
 
-#: anyone who reaches them reads the counters: mount them where only Prometheus does, or
-#: use :func:`make_view` / :func:`make_app` with a token
+#: answer only ``Authorization: Bearer <GQLSYNC["METRICS_TOKEN"]>``; everyone, with
+#: ``403``, while that setting is unset
 view = make_view()
 app = make_app()

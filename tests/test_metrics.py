@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from django.db import transaction
-from django.test import AsyncClient, override_settings
+from django.test import AsyncClient, AsyncRequestFactory, override_settings
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gqlsync import broker
 from gqlsync.events import Event, Op
 from gqlsync.hub import LATENCY_BUCKETS, Hub, Subscription, get_hub
-from gqlsync.metrics import COUNTERS, HubCollector, exposition, register
+from gqlsync.metrics import COUNTERS, HubCollector, exposition, make_app, make_view, register, view
 from gqlsync.testing import ClosedError, GraphQLWSClient, capture_events, settle
 from gqlsync.transport.websocket import CLOSE_SLOW_CONSUMER
 from schema_examples.bookstore.models import Author, Book
@@ -40,9 +40,10 @@ TOKEN = "for-prometheus-only"
 
 
 @pytest.fixture
-def routed(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The docs' ASGI application: gqlsync's route, and /metrics behind a token."""
-    monkeypatch.setenv("METRICS_TOKEN", TOKEN)
+def routed(settings: Any) -> Any:
+    """The docs' ASGI application: gqlsync's route, and /metrics behind the token of
+    ``GQLSYNC["METRICS_TOKEN"]``."""
+    settings.GQLSYNC = {**getattr(settings, "GQLSYNC", {}), "METRICS_TOKEN": TOKEN}
     return load_example("metrics_asgi").application
 
 
@@ -194,7 +195,7 @@ def test_events_carry_the_time_of_their_commit_not_of_the_write() -> None:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("seeded")
 async def test_a_slow_consumer_closed_with_1013_is_counted(settings: Any, routed: Any) -> None:
-    settings.GQLSYNC = {"CONNECTION_QUEUE_BYTES": 6_000}
+    settings.GQLSYNC = {**settings.GQLSYNC, "CONNECTION_QUEUE_BYTES": 6_000}
     gate = Gate(routed)
     author = await Author.objects.aget(email="lee@child.com")
     async with GraphQLWSClient(gate) as slow, GraphQLWSClient(routed) as fast:
@@ -260,15 +261,17 @@ async def test_the_hubs_counters_are_all_exported_by_name(routed: Any) -> None:
 async def test_the_django_view_serves_the_same_figures(routed: Any) -> None:
     with override_settings(ROOT_URLCONF=load_example("metrics_urls").__name__):
         client = AsyncClient()
+        authorized = {"Authorization": f"Bearer {TOKEN}"}
         async with GraphQLWSClient(routed) as ws:
             await ws.subscribe(BOOKS)
-            response = await client.get("/metrics")
+            response = await client.get("/metrics", headers=authorized)
             assert response.status_code == 200
             assert response["Content-Type"] == CONTENT_TYPE_LATEST
             found = samples(response.content.decode())
             assert found["gqlsync_connections"] == 1
             assert found["gqlsync_subscriptions"] == 1
-        assert (await client.post("/metrics")).status_code == 405
+        assert (await client.post("/metrics", headers=authorized)).status_code == 405
+        assert (await client.get("/metrics")).status_code == 401
 
 
 @pytest.mark.django_db(transaction=True)
@@ -325,18 +328,31 @@ def test_without_prometheus_client_the_error_names_the_extra(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     monkeypatch.delitem(sys.modules, "gqlsync.metrics")
-    with pytest.raises(ImportError, match=re.escape("pip install 'gqlsync[metrics]'")):
+    with pytest.raises(ImportError, match="pip install prometheus-client"):
         importlib.import_module("gqlsync.metrics")
 
 
+# --------------------------------------------------------------------------- who may read
+
+
+async def get_view(view: Any, authorization: str | None = None) -> Any:
+    """A GET of a Django view of this module, by itself (no URLconf)."""
+    headers = {} if authorization is None else {"Authorization": authorization}
+    return await view(AsyncRequestFactory().get("/metrics", headers=headers))
+
+
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong", f"Basic {TOKEN}",
-                                           f"Bearer {TOKEN}x", "Bearer "])
+                                           f"Bearer {TOKEN}x", "Bearer ", TOKEN])
 async def test_without_the_token_the_metrics_are_refused(
         routed: Any, authorization: str | None) -> None:
     status, headers, body = await scrape(routed, authorization=authorization)
     assert status == 401
     assert headers[b"www-authenticate"] == b"Bearer"
     assert "gqlsync" not in body
+    response = await get_view(view, authorization)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Bearer"
+    assert b"gqlsync" not in response.content
 
 
 async def test_the_token_scheme_is_case_insensitive(routed: Any) -> None:
@@ -345,12 +361,80 @@ async def test_the_token_scheme_is_case_insensitive(routed: Any) -> None:
     assert "gqlsync_events_total" in body
 
 
-def test_an_empty_token_is_refused_at_once() -> None:
-    from gqlsync.metrics import make_app, make_view
+@pytest.mark.parametrize("configured", [{}, {"METRICS_TOKEN": None}, {"METRICS_TOKEN": ""},
+                                        {"METRICS_TOKEN": "  "}])
+@pytest.mark.parametrize("authorization", [None, f"Bearer {TOKEN}", "Bearer ", "Bearer  "])
+async def test_with_no_token_set_the_metrics_refuse_everyone(
+        configured: dict[str, Any], authorization: str | None) -> None:
+    """Not public by default: the counters tell of activity in every room. The refusal
+    says how to serve them."""
+    app = load_example("metrics_asgi").application
+    with override_settings(GQLSYNC=configured):
+        status, headers, body = await scrape(app, authorization=authorization)
+        response = await get_view(view, authorization)
+    assert status == 403
+    assert headers[b"content-type"] == b"text/plain; charset=utf-8"
+    assert b"www-authenticate" not in headers
+    assert 'GQLSYNC["METRICS_TOKEN"]' in body
+    assert "public=True" in body
+    assert "gqlsync_" not in body
+    assert response.status_code == 403
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert response.content.decode() == body
 
+
+async def test_the_token_is_read_from_the_setting_at_each_request() -> None:
+    app = load_example("metrics_asgi").application
+    with override_settings(GQLSYNC={"METRICS_TOKEN": "first"}):
+        assert (await scrape(app, authorization="Bearer first"))[0] == 200
+        assert (await get_view(view, "Bearer first")).status_code == 200
+    with override_settings(GQLSYNC={"METRICS_TOKEN": "second"}):
+        assert (await scrape(app, authorization="Bearer first"))[0] == 401
+        assert (await get_view(view, "Bearer first")).status_code == 401
+        status, _, body = await scrape(app, authorization="Bearer second")
+    assert status == 200
+    assert "gqlsync_events_total" in body
+
+
+@pytest.mark.parametrize("configured", [{}, {"METRICS_TOKEN": TOKEN}])
+async def test_a_token_of_its_own_ignores_the_setting(configured: dict[str, Any]) -> None:
+    app, view = make_app(token="its-own"), make_view(token="its-own")
+    with override_settings(GQLSYNC=configured):
+        assert (await scrape(app, authorization="Bearer its-own"))[0] == 200
+        assert (await get_view(view, "Bearer its-own")).status_code == 200
+        assert (await scrape(app, authorization=f"Bearer {TOKEN}"))[0] == 401
+        assert (await get_view(view, f"Bearer {TOKEN}")).status_code == 401
+        assert (await scrape(app, authorization=None))[0] == 401
+
+
+@pytest.mark.parametrize("configured", [{}, {"METRICS_TOKEN": TOKEN}])
+async def test_public_routes_answer_anyone(configured: dict[str, Any]) -> None:
+    app, view = make_app(public=True), make_view(public=True)
+    with override_settings(GQLSYNC=configured):
+        status, _, body = await scrape(app, authorization=None)
+        response = await get_view(view)
+    assert status == 200
+    assert "gqlsync_events_total" in body
+    assert response.status_code == 200
+    assert b"gqlsync_events_total" in response.content
+
+
+async def test_a_refused_head_has_no_body() -> None:
+    app = load_example("metrics_asgi").application
+    with override_settings(GQLSYNC={}):
+        assert await scrape(app, method="HEAD") == (
+            403, {b"content-type": b"text/plain; charset=utf-8"}, "")
+    with override_settings(GQLSYNC={"METRICS_TOKEN": TOKEN}):
+        status, _, body = await scrape(app, method="HEAD", authorization=None)
+    assert (status, body) == (401, "")
+
+
+def test_an_empty_token_or_a_token_and_public_are_refused_at_once() -> None:
     for make in (make_app, make_view):
         with pytest.raises(ValueError, match="empty metrics token"):
             make(token=" ")
+        with pytest.raises(ValueError, match="not both"):
+            make(token=TOKEN, public=True)
 
 
 # --------------------------------------------------------------------------- the guide

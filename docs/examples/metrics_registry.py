@@ -1,4 +1,5 @@
-# monitoring/apps.py: gqlsync's metrics in a /metrics you already serve
+# monitoring/apps.py: gqlsync's metrics in a /metrics you already serve (and protect:
+# that route is yours, gqlsync's token does not guard it)
 from django.apps import AppConfig
 from prometheus_client import CollectorRegistry
 
