@@ -152,6 +152,11 @@ test_example_ws_client = _ws_client.test_a_new_book_reaches_the_subscriber
 _rejected = load_example("rejected_token")
 test_example_rejected_token = _rejected.test_a_forged_token_closes_the_connection_with_4403
 
+_room_access = load_example("room_access")
+test_example_refused_subscription = _room_access.test_an_anonymous_subscriber_is_refused
+test_example_execute_as_a_user = (
+    _room_access.test_members_send_and_receive_and_others_are_refused)
+
 _permission_rule = load_example("permission_rule")
 test_example_permission_rule = _permission_rule.test_a_book_turned_draft_leaves_the_readers_view
 
@@ -179,7 +184,7 @@ test_example_where_arguments = (
 # Examples exercised by the tests below, by file name. Together with the re-exports
 # above this must be every file in docs/examples/.
 RUN_HERE = {
-    "capture_events", "ws_client", "rejected_token", "settings", "settings_redis",
+    "capture_events", "ws_client", "rejected_token", "room_access", "settings", "settings_redis",
     "register", "listen", "permissions", "token_authenticator", "notify", "tracked_queryset",
     "permission_rule", "security_settings", "subscription_filters",
     "previous_state", "filter_transitions", "resume", "where_arguments",
@@ -454,7 +459,7 @@ def test_the_testing_guides_pytest_setup_runs_its_examples(tmp_path: Path) -> No
     assert options["DJANGO_SETTINGS_MODULE"]
     (tmp_path / "pyproject.toml").write_text(config.text, encoding="utf-8")
     examples = [b for b in copies(md) if b.title and b.title.endswith(".py")]
-    assert len(examples) == 3, [b.title for b in examples]
+    assert len(examples) == 4, [b.title for b in examples]
     for block in examples:
         # each example starts with the file it goes in: "# tests/test_books.py"
         where = re.fullmatch(r"# (tests/test_\w+\.py)", block.text.splitlines()[0])
@@ -472,7 +477,7 @@ def test_the_testing_guides_pytest_setup_runs_its_examples(tmp_path: Path) -> No
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert re.search(r"\b5 passed\b", output), output
+    assert re.search(r"\b7 passed\b", output), output
     assert "PytestDeprecationWarning" not in output, output
 
 

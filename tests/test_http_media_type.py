@@ -3,13 +3,17 @@
 A client that accepts ``application/graphql-response+json`` gets it, with the
 specification's status codes (``400`` and no ``data`` for a request that never executed);
 one that accepts only ``application/json``, a wildcard, or sends no ``Accept``, gets the
-answers it always got. Driven through the demo's ASGI application, as
+answers it always got; one that accepts only a stream (``text/event-stream``,
+``multipart/mixed``) is answered by Strawberry, as before the negotiation, never ``406``.
+Driven through the demo's ASGI application, as
 ``tests/test_transport.py`` drives it; graphql-http's audit of a real server is
 ``tests/e2e/test_graphql_http_audit.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
 import re
@@ -23,7 +27,7 @@ import strawberry
 from asgiref.testing import ApplicationCommunicator
 
 import gqlsync.asgi
-from gqlsync.transport.http import response_media_type
+from gqlsync.transport.http import asks_for_a_stream, response_media_type
 from tests.test_docs import page
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded")]
@@ -318,6 +322,122 @@ async def test_a_browser_still_gets_graphiql(application: Any) -> None:
         assert answer.status == 200
         assert answer.content_type == "text/html; charset=utf-8"
         assert "graphiql.js" in answer.body.decode()
+
+
+# --------------------------------------------- streaming transports: Strawberry answers
+
+#: the Accept of clients that accept only a stream
+STREAMING = {
+    "graphql-sse": "text/event-stream",
+    "multipart subscription": "multipart/mixed;subscriptionSpec=1.0",
+    "multipart subscription, quoted": 'multipart/mixed; boundary="graphql"; subscriptionSpec="1.0"',
+    "incremental delivery": "multipart/mixed; deferSpec=20220824",
+    "either": "text/event-stream, multipart/mixed",
+}
+BOOK_CHANGED = "subscription { bookChanged { op node { title } } }"
+
+
+@pytest.mark.parametrize(("accept", "asks"), [
+    *((accept, True) for accept in STREAMING.values()),
+    ("TEXT/EVENT-STREAM", True),
+    (f"{JSON};q=0, text/event-stream", True),
+    ("text/event-stream;q=0", False),  # refused, not asked for
+    ("multipart/mixed;q=0, text/plain", False),
+    ("text/*", False),  # wildcards name no stream
+    ("multipart/*", False),
+    ("*/*", False),
+    ("multipart/form-data", False),
+    (None, False),
+    (JSON, False),
+])
+def test_a_stream_is_asked_for_by_its_media_type(accept: str | None, asks: bool) -> None:
+    assert asks_for_a_stream(accept) is asks
+
+
+@pytest.mark.parametrize("accept", STREAMING.values(), ids=STREAMING.keys())
+async def test_a_client_accepting_only_a_stream_gets_strawberrys_answer_not_406(
+    application: Any, accept: str
+) -> None:
+    """gqlsync's route turns none of Strawberry's HTTP streaming transports on, so
+    Strawberry answers these requests as plain ones, exactly as with ``Accept:
+    application/json`` (and as before the negotiation): a query gets its data, a
+    subscription is not streamed, a malformed request is a plain-text 400."""
+    query = await send(application, body=post("{ books { title } }"), accept=accept)
+    assert (query.status, query.content_type) == (200, JSON)
+    assert len(query.json()["data"]["books"]) > 0
+
+    subscription = await send(application, body=post(BOOK_CHANGED), accept=accept)
+    assert (subscription.status, subscription.content_type) == (200, JSON)
+    assert subscription.json()["data"] is None
+    assert subscription.json()["errors"]
+
+    malformed = await send(application, body=b'{"query": ', accept=accept)
+    assert (malformed.status, malformed.content_type) == (400, "text/plain")
+
+    for body in (post("{ books { title } }"), post(BOOK_CHANGED), b'{"query": ',
+                 REQUEST_ERRORS["does not validate"]):
+        answer = await send(application, body=body, accept=accept)
+        assert answer == await send(application, body=body, accept=JSON)
+
+
+async def _stream(application: Any, accept: str, body: bytes) -> tuple[Answer, Any]:
+    """Start a streaming POST: its status and headers, and the communicator to read its
+    chunks from (cancel its ``future`` when done: a subscription's stream never ends)."""
+    scope = {
+        "type": "http", "method": "POST", "path": "/graphql/", "raw_path": b"/graphql/",
+        "query_string": b"", "client": ("127.0.0.1", 1), "server": ("testserver", 80),
+        "scheme": "http", "headers": [(b"host", b"testserver"),
+                                      (b"content-type", b"application/json"),
+                                      (b"accept", accept.encode())],
+    }
+    comm = ApplicationCommunicator(application, scope)
+    await comm.send_input({"type": "http.request", "body": body})
+    start = await comm.receive_output(5)
+    headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
+    return Answer(start["status"], headers, b""), comm
+
+
+@pytest.mark.parametrize(("accept", "content_type", "event"), [
+    ("multipart/mixed;subscriptionSpec=1.0",
+     "multipart/mixed;boundary=graphql;subscriptionSpec=1.0,application/json",
+     b'{"payload":{"data":{"bookChanged":{"op":"CREATED","node":{"title":"Streamed"}}}}}'),
+    ("text/event-stream", "text/event-stream",
+     b'event: next\r\ndata: {"data":{"bookChanged":{"op":"CREATED","node":{"title":"Streamed"}}}}'),
+], ids=["multipart", "sse"])
+async def test_strawberrys_streaming_transports_run_where_a_view_turns_them_on(
+    accept: str, content_type: str, event: bytes
+) -> None:
+    """The negotiation does not stand in front of Strawberry's streams: with its
+    multipart and SSE transports turned on (``subscription_protocols``), a client that
+    accepts only a stream gets a gqlsync subscription streamed by Strawberry."""
+    from channels.auth import AuthMiddlewareStack
+
+    from gqlsync.hub import get_hub
+    from gqlsync.transport.http import GraphQLHTTPHandler
+    from schema_examples.bookstore.models import Author, Book
+    from schema_examples.schema import schema
+
+    streaming = AuthMiddlewareStack(GraphQLHTTPHandler.as_asgi(
+        schema=schema, subscription_protocols=(
+            "graphql-transport-ws", "graphql-ws", "multipart-subscription", "graphql-sse")))
+    answer, comm = await _stream(streaming, accept, post(BOOK_CHANGED))
+    try:
+        assert (answer.status, answer.content_type) == (200, content_type)
+        for _ in range(100):  # Strawberry sends the headers before it subscribes
+            if get_hub().subscription_count():
+                break
+            await asyncio.sleep(0.02)
+        author = await Author.objects.aget(email="lee@child.com")
+        await Book.objects.acreate(title="Streamed", author=author)
+        received = b""
+        while event not in received:  # multipart: a heartbeat ({}) comes first
+            message = await comm.receive_output(5)
+            assert message["more_body"], received
+            received += message["body"]
+    finally:
+        comm.future.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await comm.future
 
 
 # ------------------------------------------------------------------- the documentation

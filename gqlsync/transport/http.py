@@ -6,6 +6,10 @@ whose status code tells the outcome (``400`` when the request failed before exec
 ``200`` when it ran, field errors or not); a client that accepts only
 ``application/json``, or sends no ``Accept``, gets ``application/json`` and ``200`` for
 every GraphQL result, as before the specification. See :func:`response_media_type`.
+
+A request whose ``Accept`` names a streaming transport's media type
+(``text/event-stream``, ``multipart/mixed``) is Strawberry's to answer, never ``406``:
+see :func:`asks_for_a_stream`.
 """
 
 from __future__ import annotations
@@ -202,6 +206,29 @@ def response_media_type(accept: str | None) -> str | None:
     return GRAPHQL_RESPONSE_JSON if specificity_new == 2 else APPLICATION_JSON
 
 
+#: the media types of GraphQL's HTTP streaming transports: GraphQL over Server-Sent Events
+#: (``text/event-stream``), multipart subscriptions (``multipart/mixed;subscriptionSpec=1.0``)
+#: and incremental delivery (``multipart/mixed;deferSpec=20220824``)
+_STREAMING_MEDIA_TYPES = frozenset({("text", "event-stream"), ("multipart", "mixed")})
+
+
+def asks_for_a_stream(accept: str | None) -> bool:
+    """Does ``accept`` name (with ``q`` above 0) the media type of an HTTP streaming
+    transport: ``text/event-stream`` or ``multipart/mixed``, whatever its parameters?
+
+    Such a request is not the negotiation's to refuse: a client that accepts only a
+    stream (graphql-sse, a multipart subscription) is answered by Strawberry, as it was
+    before the negotiation existed. Strawberry streams it when the view turns the
+    transport on (``subscription_protocols``); gqlsync's route turns none on
+    (subscriptions are served over WebSocket), so Strawberry answers it as a plain
+    request, in ``application/json``. Wildcards (``*/*``, ``multipart/*``) do not count.
+    """
+    if accept is None:
+        return False
+    return any((kind, subtype) in _STREAMING_MEDIA_TYPES and q > 0.0
+               for kind, subtype, q in _media_ranges(accept))
+
+
 def accept_header(scope: dict[str, Any]) -> str | None:
     """The request's ``Accept`` value, several ``Accept`` fields joined as one (RFC 9110);
     ``None`` without any."""
@@ -232,7 +259,8 @@ class GraphQLHTTPHandler(GraphQLHTTPConsumer):  # type: ignore[misc]
     as GraphQL responses (``{"errors": [{"message": ...}]}``), status unchanged. For
     ``application/json`` clients every answer is what it was before (``200`` for every
     GraphQL result, plain-text errors). Neither acceptable: ``406``, unless the request
-    is a browser's for GraphiQL.
+    is a browser's for GraphiQL or asks for a stream (:func:`asks_for_a_stream`), which
+    Strawberry answers unchanged.
     """
 
     channel_layer_alias = consumer_channel_layer
@@ -254,6 +282,7 @@ class GraphQLHTTPHandler(GraphQLHTTPConsumer):  # type: ignore[misc]
                 media_type is None
                 and request.method in ("GET", "POST")
                 and not self.should_render_graphql_ide(request)
+                and not asks_for_a_stream(accept_header(self.scope))
             ):
                 raise HTTPException(
                     406,

@@ -6,7 +6,9 @@ folder of its own, runs ``npm install graphql-ws ws`` there and ``node book-chan
 Here the folder is a temporary one whose ``node_modules`` is ``tests/e2e/js``'s (the same
 two packages, pinned), and the script runs on plain Node 20: no global ``WebSocket``, no
 loader hooks. Only its environment says where the server is (``GRAPHQL_URL``), and whose
-token to present (``GQLSYNC_TOKEN``), as the tutorial explains.
+token to present (``GQLSYNC_TOKEN``), as the tutorial explains. A reader who points it at
+a subscription that refuses them gets the refusal printed and a non-zero exit, not a
+``TypeError``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from tests.e2e.conftest import JS_DIR, ROOT, Server, node_available
 pytestmark = pytest.mark.e2e
 
 SCRIPT = ROOT / "docs" / "examples" / "clients" / "book-changes.mjs"
+#: the script's subscription, and the demo's members-only one that a reader may point it at
+BOOK_CHANGED = "subscription { bookChanged { op id node { title } } }"
+MESSAGE_CHANGED = 'subscription { messageChanged(room: \\"general\\") { op id node { text } } }'
 #: the mutation of the tutorial's curl command ("Try it in GraphiQL")
 CREATE_BOOK = ('mutation { createBook(title: "Worth Dying For", authorEmail: "lee@child.com")'
                " { id } }")
@@ -130,3 +135,30 @@ def test_the_tutorials_client_prints_each_change_anonymously_and_with_a_token(
                                 "node": {"title": "Worth Dying For"}}
     assert json.loads(anonymous.next_line()) == expected
     assert json.loads(signed_in.next_line()) == expected
+
+
+def test_a_refused_subscription_is_printed_and_ends_the_script(
+    demo_server: Server, reader_folder: Path, run_script: Callable[..., Script]
+) -> None:
+    """An anonymous reader who points the script at the members-only ``messageChanged``
+    is refused (``next`` with ``data: null``, then ``complete``): the script prints the
+    refusal on stderr and exits with status 1."""
+    script = reader_folder / "book-changes.mjs"
+    text = script.read_text(encoding="utf-8")
+    assert text.count(f'"{BOOK_CHANGED}"') == 1, "the script's subscription moved"
+    script.write_text(text.replace(f'"{BOOK_CHANGED}"', f'"{MESSAGE_CHANGED}"'),
+                      encoding="utf-8")
+
+    refused = run_script(GRAPHQL_URL=demo_server.ws_url)
+    try:
+        refused.process.wait(15)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the refused script did not end") from None
+    assert refused.process.returncode == 1, refused.state()
+    assert refused.process.stderr is not None
+    stderr = refused.process.stderr.read()
+    assert stderr.startswith("refused: "), stderr
+    errors = json.loads(stderr.removeprefix("refused: "))
+    assert errors == [{"message": "You must be signed in.",
+                       "extensions": {"code": "UNAUTHENTICATED"}}]
+    assert refused.lines.get(timeout=5) is None  # nothing on stdout

@@ -21,5 +21,12 @@ const client = createClient({
 for await (const result of client.iterate({
   query: "subscription { bookChanged { op id node { title } } }",
 })) {
+  if (result.errors) {
+    // refused (not signed in, not allowed, a bad argument): no data, the reasons in errors
+    console.error(`refused: ${JSON.stringify(result.errors)}`);
+    process.exitCode = 1;
+    break; // ends the subscription
+  }
   console.log(JSON.stringify(result.data.bookChanged)); // {"op":"CREATED","id":"5",...}
 }
+await client.dispose(); // closes the connection: the script ends
