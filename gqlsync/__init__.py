@@ -31,6 +31,7 @@ _LAZY = {
     "TrackedQuerySet": "gqlsync.capture",
     "cursor": "gqlsync.fields",
     "event_type": "gqlsync.fields",
+    "get_object": "gqlsync.permissions",
     "get_user": "gqlsync.auth",
     "identity_changed": "gqlsync.capture",
     "listen": "gqlsync.fields",
@@ -59,6 +60,7 @@ __all__ = [
     "authorize",
     "cursor",
     "event_type",
+    "get_object",
     "get_user",
     "identity_changed",
     "listen",
@@ -82,6 +84,7 @@ if TYPE_CHECKING:
         IsStaff,
         Permission,
         authorize,
+        get_object,
         protect,
     )
     from gqlsync.registry import register

@@ -23,15 +23,20 @@ One object serves every entry point:
   ``gqlsync.subscription(Type)`` and ``gqlsync.listen(info, Type)``;
 - ``extensions=[gqlsync.Guard(permission)]`` on any query or mutation field refuses
   users for whom ``has_operation`` is false;
-- ``await gqlsync.authorize(info, obj, "change")`` in a mutation checks ``has_object``.
+- ``await gqlsync.get_object(info, Book, id, "change")`` in a mutation fetches the row
+  among those the user may see and checks ``has_object``;
+  ``await gqlsync.authorize(info, obj, "change")`` checks an object already in hand.
 
 When one of them says no, the client is told which check failed, as a
 :class:`Refusal`: an anonymous user gets ``UNAUTHENTICATED`` ("You must be signed in."),
 a signed-in one ``FORBIDDEN`` with the message of the check that refused them (staff
-only, a missing Django permission, "You may not change this Book." for a row that is not
-theirs). The same refusal answers a query, a mutation and a subscription, and ends a
-subscription whose user loses the permission. Each check has its default message;
-``messages`` overrides them per check.
+only, a missing Django permission, "You may not change this book." for a row they see
+but may not change). A row they may not see is ``NOT_FOUND`` ("No such book."), the very
+answer a missing id gets, so that refusals do not tell which ids exist. The same refusal
+answers a query, a mutation and a subscription, and ends a subscription whose user loses
+the permission. Each check has its default message; ``messages`` overrides them per
+check. Refusals are answers, not faults: they raise :class:`RefusalError`, which
+``gqlsync.logging`` keeps out of Strawberry's error log.
 
 It knows users and rows, not protocols or sockets.
 """
@@ -39,14 +44,17 @@ It knows users and rows, not protocols or sockets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import re
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
 from asgiref.sync import sync_to_async
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models
 from django.db.models import Q, QuerySet
 from graphql import GraphQLError
@@ -62,16 +70,20 @@ from gqlsync.exceptions import SubscriptionEnded
 
 _QS = TypeVar("_QS", bound=QuerySet[Any])
 _T = TypeVar("_T", bound=type)
+_M = TypeVar("_M", bound=models.Model)
 
 #: ``extensions.code`` of a refusal of an anonymous user: signing in may help
 UNAUTHENTICATED = "UNAUTHENTICATED"
 #: ``extensions.code`` of a refusal of a signed-in user
 FORBIDDEN = "FORBIDDEN"
+#: ``extensions.code`` of a row that does not exist *or* that the user may not see
+NOT_FOUND = "NOT_FOUND"
 
 #: Every check a refusal can name: its ``extensions.code`` and default message. A
-#: message may hold ``{action}`` and ``{model}`` (the object check) or ``{perms}``
-#: (``DjangoPerms``); a check of your own (see :meth:`Permission.failed_check`) is
-#: ``FORBIDDEN`` with the ``operation`` message unless ``messages`` names it.
+#: message may hold ``{action}`` and ``{model}`` (the object checks: ``{model}`` is the
+#: model's ``verbose_name``) or ``{perms}`` (``DjangoPerms``); a check of your own (see
+#: :meth:`Permission.failed_check`) is ``FORBIDDEN`` with the ``operation`` message
+#: unless ``messages`` names it.
 CHECKS: Mapping[str, tuple[str, str]] = MappingProxyType({
     # has_operation said no to a user who is not signed in (or no longer active)
     "authenticated": (UNAUTHENTICATED, "You must be signed in."),
@@ -81,9 +93,15 @@ CHECKS: Mapping[str, tuple[str, str]] = MappingProxyType({
     "perms": (FORBIDDEN, "You need the permission {perms}."),
     # your has_operation said no to a signed-in user
     "operation": (FORBIDDEN, "You do not have permission to do this."),
-    # has_object said no to a signed-in user (authorize())
+    # has_object said no to a signed-in user, for a row they may see (get_object(),
+    # authorize())
     "object": (FORBIDDEN, "You may not {action} this {model}."),
+    # get_object() found no row among those the user may see: missing or hidden, one
+    # answer, so that a refusal never tells which ids exist
+    "not_found": (NOT_FOUND, "No such {model}."),
 })
+#: the checks about one row: never worded by the legacy ``message``
+_ROW_CHECKS = frozenset({"object", "not_found"})
 
 _PLACEHOLDER = re.compile(r"\{(action|model|perms)\}")
 
@@ -98,9 +116,9 @@ class Refusal:
     code: str
     message: str
 
-    def error(self) -> GraphQLError:
+    def error(self) -> RefusalError:
         """The GraphQL error a query, mutation or new subscription is refused with."""
-        return GraphQLError(self.message, extensions={"code": self.code})
+        return RefusalError(self)
 
     def withdrawn(self) -> SubscriptionEnded:
         """The error ending an open subscription whose user no longer passes the check:
@@ -112,6 +130,55 @@ class Refusal:
         return ended
 
 
+class RefusalError(GraphQLError):
+    """A :class:`Refusal` as the GraphQL error the client receives.
+
+    Its own class so that an expected answer can be told from a fault:
+    :class:`gqlsync.logging.RefusalFilter` logs it on one line at INFO, where Strawberry
+    logs every error of a resolver at ERROR with its traceback.
+    """
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.message, extensions={"code": refusal.code})
+        self.refusal = refusal
+
+
+#: has_operation's answers while one refusal is worked out (see :func:`_asking_once`)
+_ANSWERS: ContextVar[dict[tuple[int, int], bool] | None] = ContextVar(
+    "gqlsync_operation_answers", default=None)
+
+
+@contextlib.contextmanager
+def _asking_once() -> Iterator[None]:
+    """Within the block, a rule's ``has_operation`` is asked at most once per user:
+    :meth:`Permission.has_object` asks it, and naming the check that refused asks it
+    again, and a rule may read the database to answer."""
+    if _ANSWERS.get() is not None:
+        yield
+        return
+    token = _ANSWERS.set({})
+    try:
+        yield
+    finally:
+        _ANSWERS.reset(token)
+
+
+def _may_operate(rule: Permission, user: User) -> bool:
+    """``rule.has_operation(user)``, remembered inside :func:`_asking_once`."""
+    answers = _ANSWERS.get()
+    if answers is None:
+        return rule.has_operation(user)
+    key = (id(rule), id(user))
+    if key not in answers:
+        answers[key] = rule.has_operation(user)
+    return answers[key]
+
+
+def _model_name(model: type[models.Model]) -> str:
+    """What a message calls a model: its ``verbose_name`` ("message", "blog post")."""
+    return str(model._meta.verbose_name)
+
+
 class Permission:
     """Allows everything; subclass and override what your rule restricts."""
 
@@ -119,12 +186,37 @@ class Permission:
     #: ``{"authenticated": "Sign in to see your tasks.", "object": "Not your task."}``.
     #: A class attribute, or ``Permission(messages=...)`` for the shipped rules.
     messages: Mapping[str, str] = MappingProxyType({})
-    #: Before ``messages``: one message for every refusal by :meth:`has_operation`
-    #: (whichever check inside it failed). Still honoured there, below ``messages``; a
-    #: refusal by :meth:`has_object` uses the ``object`` message instead.
-    message: str | None = None
     #: labels of models whose changes can change which rows a user sees
     depends_on: tuple[str, ...] = ()
+    #: the check :attr:`message` reads: the one this rule's ``has_operation`` is about
+    main_check = "operation"
+
+    @property
+    def message(self) -> str:
+        """The message of this rule's main check (:attr:`main_check`), as a refusal by
+        it would say it: "You must be a staff member." for ``IsStaff()``.
+
+        Before ``messages``, rules set ``message`` (``message = "Sign in first."`` on
+        the class, or on the instance): one message for every refusal by
+        :meth:`has_operation`, whichever check inside it failed. Such a message is still
+        honoured there, below ``messages``; refusals about one row (``object``,
+        ``not_found``) never take it.
+        """
+        return self.refusal(self.main_check).message
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self._legacy_message = value
+
+    _legacy_message: str | None = None
+
+    def _message_set(self) -> str | None:
+        """The legacy ``message`` this rule sets, or None: a class attribute of a
+        subclass, or a value assigned to the instance."""
+        found = inspect.getattr_static(self, "message", None)
+        if isinstance(found, property):
+            return self._legacy_message
+        return found if isinstance(found, str) else None
 
     def __init__(self, *, messages: Mapping[str, str] | None = None) -> None:
         if messages is not None:
@@ -142,7 +234,7 @@ class Permission:
 
     def refuse(self, user: User) -> Refusal | None:
         """Why ``user`` may not run the operation, or None when they may."""
-        if self.has_operation(user):
+        if _may_operate(self, user):
             return None
         return self.refusal(self.failed_check(user))
 
@@ -150,24 +242,29 @@ class Permission:
         self, user: User, obj: models.Model, action: str = "view",
     ) -> Refusal | None:
         """Why ``user`` may not do ``action`` to ``obj``, or None when they may
-        (:meth:`has_object` decides; this only names the check that said no)."""
-        if self.has_object(user, obj, action):
-            return None
-        refused = self.refuse(user)
+        (:meth:`has_object` decides; this only names the check that said no).
+
+        ``has_operation`` is asked once, though both ``has_object`` and the naming of
+        the check want its answer."""
+        with _asking_once():
+            if self.has_object(user, obj, action):
+                return None
+            refused = self.refuse(user)
         if refused is not None:
             return refused
         if not _signed_in(user):
             return self.refusal("authenticated")
-        return self.refusal("object", action=action, model=obj._meta.object_name or "")
+        return self.refusal("object", action=action, model=_model_name(type(obj)))
 
     def refusal(self, check: str, **values: str) -> Refusal:
         """The refusal for ``check``: its code, and its message from ``messages``, else
-        the legacy ``message`` (not for the object check), else :data:`CHECKS`."""
+        the legacy ``message`` (not for the checks about one row), else :data:`CHECKS`."""
         code, default = CHECKS.get(check, (FORBIDDEN, CHECKS["operation"][1]))
+        legacy = self._message_set()
         if check in self.messages:
             template = self.messages[check]
-        elif self.message is not None and check != "object":
-            return Refusal(check, code, self.message)  # written before templates: verbatim
+        elif legacy is not None and check not in _ROW_CHECKS:
+            return Refusal(check, code, legacy)  # written before templates: verbatim
         else:
             template = default
         values = {**self._message_values(), **values}
@@ -197,7 +294,7 @@ class Permission:
 
     def has_object(self, user: User, obj: models.Model, action: str = "view") -> bool:
         """May ``user`` do ``action`` ("view", "change", "delete"…) to ``obj``?"""
-        if not self.has_operation(user):
+        if not _may_operate(self, user):
             return False
         manager = type(obj)._default_manager
         return self.filter_queryset(user, manager.filter(pk=obj.pk)).exists()
@@ -221,6 +318,8 @@ class IsAuthenticated(Permission):
     Refuses with the ``authenticated`` check (``UNAUTHENTICATED``).
     """
 
+    main_check = "authenticated"
+
     def has_operation(self, user: User) -> bool:
         return bool(user.is_authenticated and getattr(user, "is_active", True))
 
@@ -233,6 +332,8 @@ class IsStaff(Permission):
 
     Refuses anonymous users with the ``authenticated`` check, others with ``staff``.
     """
+
+    main_check = "staff"
 
     def has_operation(self, user: User) -> bool:
         return bool(user.is_authenticated and getattr(user, "is_active", True)
@@ -259,6 +360,8 @@ class DjangoPerms(Permission):
     Refuses anonymous users with the ``authenticated`` check, others with ``perms``
     ("You need the permission chat.view_message.").
     """
+
+    main_check = "perms"
 
     def __init__(
         self,
@@ -410,10 +513,10 @@ def permission_of(type_: type) -> Permission | None:
     return found if isinstance(found, Permission) else None
 
 
-def forbidden(message: str) -> GraphQLError:
+def forbidden(message: str) -> RefusalError:
     """A ``FORBIDDEN`` GraphQL error (for refusals of your own; rules refuse with
-    :meth:`Permission.refuse`, which names the check)."""
-    return GraphQLError(message, extensions={"code": FORBIDDEN})
+    :meth:`Permission.refuse`, which names the check). Logged as a refusal."""
+    return Refusal("own", FORBIDDEN, message).error()
 
 
 class Guard(FieldExtension):
@@ -459,19 +562,92 @@ class Guard(FieldExtension):
         return await next_(source, info, **kwargs)
 
 
+def _rule_for(model: type[models.Model], permission: Permission | None) -> Permission:
+    found = permission or _MODEL_PERMISSIONS.get(model._meta.label_lower)
+    if found is None:
+        raise LookupError(f"no permission protects {model._meta.label}; pass one")
+    return found
+
+
+async def get_object(
+    info: Info,
+    rows: type[_M] | QuerySet[_M] | models.Manager[_M],
+    pk: Any = None,
+    action: str = "change",
+    permission: Permission | None = None,
+) -> _M:
+    """The row ``pk`` of ``rows`` (a model, manager or queryset), if the user may do
+    ``action`` to it; else raise the refusal of the check that failed.
+
+    ::
+
+        message = await gqlsync.get_object(info, Message.objects.select_related("room"),
+                                           id, "change")
+
+    In order: ``has_operation`` (``UNAUTHENTICATED`` for an anonymous user, or the
+    rule's own check); then the row, looked up among those ``filter_queryset`` shows the
+    user: ``NOT_FOUND`` "No such message." when there is none, whether the id does not
+    exist, cannot exist (``"abc"`` for an integer key) or names a row the user may not
+    see: one answer, so nobody learns which ids exist; then ``has_object(user, row,
+    action)``, ``FORBIDDEN`` "You may not change this message." for a row the user sees
+    but may not change. ``pk=None`` takes the one row of ``rows``
+    (``Room.objects.filter(name=name)``).
+
+    ``permission`` defaults to the one :func:`protect` put on a type of the model.
+    """
+    queryset: QuerySet[_M]
+    if isinstance(rows, QuerySet):
+        queryset = rows
+    elif isinstance(rows, models.Manager):
+        queryset = rows.all()
+    else:
+        queryset = rows._default_manager.all()
+    rule = _rule_for(queryset.model, permission)
+    found = await sync_to_async(_get_object)(rule, get_user(info), queryset, pk, action)
+    if isinstance(found, Refusal):
+        raise found.error()
+    return found
+
+
+def _get_object(
+    rule: Permission, user: User, queryset: QuerySet[_M], pk: Any, action: str,
+) -> _M | Refusal:
+    with _asking_once():
+        refused = rule.refuse(user)
+        if refused is not None:
+            return refused
+        missing = rule.refusal("not_found", model=_model_name(queryset.model))
+        if pk is not None:
+            try:
+                queryset = queryset.filter(pk=pk)
+            except (ValueError, TypeError, ValidationError):  # an id no row can have
+                return missing
+        try:
+            obj = rule.filter_queryset(user, queryset).get()
+        except ObjectDoesNotExist:
+            return missing
+        if type(rule).has_object is Permission.has_object:
+            # the default has_object: has_operation and "the user sees the row", both
+            # just established
+            return obj
+        return rule.refuse_object(user, obj, action) or obj
+
+
 async def authorize(
     info: Info, obj: models.Model, action: str = "change",
     permission: Permission | None = None,
 ) -> None:
-    """Raise a GraphQL error unless the user may do ``action`` to ``obj``: the refusal
-    of the check that failed (``UNAUTHENTICATED`` for an anonymous user, ``FORBIDDEN``
-    "You may not change this Book." for a signed-in one whose row it is not).
+    """Raise a GraphQL error unless the user may do ``action`` to ``obj``, an object in
+    hand: the refusal of the check that failed (``UNAUTHENTICATED`` for an anonymous
+    user, ``FORBIDDEN`` "You may not change this book." for a signed-in one).
+
+    To fetch a row by its id, use :func:`get_object`: it also answers ``NOT_FOUND``,
+    alike for a missing row and a hidden one, where fetching the row yourself and then
+    calling ``authorize`` tells the client which ids exist.
 
     ``permission`` defaults to the one :func:`protect` put on a type of ``obj``'s model.
     """
-    permission = permission or _MODEL_PERMISSIONS.get(type(obj)._meta.label_lower)
-    if permission is None:
-        raise LookupError(f"no permission protects {type(obj)._meta.label}; pass one")
+    permission = _rule_for(type(obj), permission)
     user = get_user(info)
     refused = await sync_to_async(permission.refuse_object)(user, obj, action)
     if refused is not None:

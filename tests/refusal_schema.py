@@ -9,6 +9,9 @@ One protected message type per rule (a rule is a set of checks, each with its re
 - books behind ``DjangoPerms``, and a staff-only query (``IsStaff``).
 
 ``ownUnguarded`` is ``own``'s list without ``Guard``: ``protect`` alone filters rows.
+The ``edit*`` mutations fetch the row themselves and ``authorize()`` it (an object in
+hand); ``ownMessage``/``legacyMessage`` fetch it with ``get_object()``, which answers a
+row the user may not see as a missing one.
 """
 
 from __future__ import annotations
@@ -113,6 +116,16 @@ async def _edit(info: Info, rule: gqlsync.Permission, id: str, text: str) -> Any
 
 @strawberry.type
 class Query:
+    @strawberry.field
+    async def own_message(self, info: Info, id: strawberry.ID) -> OwnType:
+        return await gqlsync.get_object(  # type: ignore[return-value]
+            info, Message, id, "view", permission=own)
+
+    @strawberry.field
+    async def legacy_message(self, info: Info, id: strawberry.ID) -> LegacyType:
+        return await gqlsync.get_object(  # type: ignore[return-value]
+            info, Message.objects, id, "view", permission=legacy)  # a manager
+
     own: list[OwnType] = guarded(own)
     own_unguarded: list[OwnType] = strawberry_django.field()
     legacy: list[LegacyType] = guarded(legacy)

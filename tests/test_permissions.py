@@ -371,7 +371,8 @@ async def _refused_subscription(app: Any, field: str, name: str) -> tuple[str, s
 
 
 SIGN_IN = ("UNAUTHENTICATED", "You must be signed in.")
-NOT_YOURS = ("FORBIDDEN", "You may not change this Message.")
+NOT_YOURS = ("FORBIDDEN", "You may not change this message.")
+NO_SUCH = ("NOT_FOUND", "No such message.")
 
 # (rule's fields, user) -> what the query, the mutation and the subscription answer;
 # None: not refused (bob may list and follow his own messages, there are none)
@@ -511,6 +512,15 @@ def test_refusal_messages_per_check_and_their_precedence() -> None:
     nobody = gqlsync.Permission()
     assert nobody.refusal("object", action="publish", model="Book").message == (
         "You may not publish this Book.")
+    # {model} is the verbose_name, which a team words for its users
+    welcome = Message(pk=1, text="hi")
+    assert gqlsync.IsStaff().refuse_object(stranger, welcome, "delete") == Refusal(
+        "staff", "FORBIDDEN", "You must be a staff member.")
+    assert nobody.refusal("not_found", model="message") == Refusal(
+        "not_found", "NOT_FOUND", "No such message.")
+    # the legacy message is never the answer about one row
+    assert both.refusal("not_found", model="book").message == "No such book."
+    assert Legacy(messages={"not_found": "Gone."}).refusal("not_found").message == "Gone."
     # an inactive user is refused as one who is not signed in
     inactive = get_user_model()(pk=98, username="gone", is_active=False)
     assert gqlsync.IsStaff().refuse(inactive) == Refusal(
@@ -552,3 +562,148 @@ def test_the_guides_own_words_example() -> None:
     assert example.editors.refuse(bob) == Refusal("staff", "FORBIDDEN", "Editors only.")
     assert example.readers.refuse(bob) == Refusal(
         "perms", "FORBIDDEN", "Ask an admin for chat.view_message.")
+
+
+# ------------------------------------------------------------ get_object: no existence oracle
+
+async def test_get_object_answers_a_hidden_row_exactly_as_a_missing_one() -> None:
+    """bob may not see alice's messages under ``own``: asking for one by its id gets the
+    answer of an id that does not exist (or cannot: "abc"), so he cannot probe which ids
+    exist. The refusals that do not depend on the row come first."""
+    from tests.refusal_schema import application as app
+
+    welcome = await Message.objects.aget(text="Welcome to #general!")  # alice's
+    bob, alice = await _token("bob"), await _token("alice")
+    query = "query($id: ID!) { ownMessage(id: $id) { text } }"
+
+    async def answer(id: str, token: str | None, field: str = "ownMessage") -> Any:
+        result = await _http(app, query.replace("ownMessage", field), {"id": id}, token)
+        assert result["data"] is None
+        return _refusal(result["errors"])
+
+    hidden = await answer(str(welcome.pk), bob)
+    missing = await answer("987654", bob)
+    assert hidden == missing == await answer("abc", bob) == NO_SUCH
+    assert await _http(app, query, {"id": str(welcome.pk)}, alice) == {
+        "data": {"ownMessage": {"text": "Welcome to #general!"}}}
+    assert await answer(str(welcome.pk), None) == SIGN_IN == await answer("987654", None)
+    # a legacy message words has_operation's refusals, never the one about a row
+    assert await answer(str(welcome.pk), None, "legacyMessage") == (
+        "UNAUTHENTICATED", "Sign in to see your tasks.")
+    assert await answer(str(welcome.pk), bob, "legacyMessage") == NO_SUCH
+
+
+@pytest.mark.parametrize("has_object", ["default", "overridden"])
+def test_a_refusal_asks_has_operation_once(has_object: str) -> None:
+    """A rule may read the database in ``has_operation``: refuse_object and get_object
+    ask it once, though has_object and the naming of the check both want it."""
+    from types import SimpleNamespace
+
+    from asgiref.sync import async_to_sync
+    from django.contrib.auth.models import AnonymousUser
+    from django.db.models import Q
+
+    from gqlsync.permissions import Refusal, get_object
+
+    asked: list[Any] = []
+
+    class Counted(gqlsync.Permission):
+        def has_operation(self, user: Any) -> bool:
+            asked.append(user)
+            return bool(user.is_authenticated)
+
+        def visible(self, user: Any) -> Any:
+            return Q(author=user.pk) if user.is_authenticated else Q(pk__in=[])
+
+    class CountedOwnEdits(Counted):
+        def has_object(self, user: Any, obj: Any, action: str = "view") -> bool:
+            if action != "view" and obj.author_id != user.pk:
+                return False
+            return super().has_object(user, obj, action)
+
+    rule = Counted() if has_object == "default" else CountedOwnEdits()
+    bob = get_user_model().objects.get(username="bob")
+    welcome = Message.objects.get(text="Welcome to #general!")  # alice's
+    for who, expected in ((bob, Refusal("object", *NOT_YOURS)),
+                          (AnonymousUser(), Refusal("authenticated", *SIGN_IN))):
+        asked.clear()
+        assert rule.refuse_object(who, welcome, "change") == expected
+        assert asked == [who]
+
+    alice = get_user_model().objects.get(username="alice")
+    info: Any = SimpleNamespace(context={"user": alice})
+    asked.clear()
+    found = async_to_sync(get_object)(info, Message, welcome.pk, "change", rule)
+    assert found == welcome
+    assert asked == [alice]
+
+
+def test_message_is_the_main_checks_text_for_code_written_before_messages() -> None:
+    """``GraphQLError(rule.message)`` in code written for the shipped rules' old
+    ``message`` attribute still gets a text, and a message set the old way still words
+    ``has_operation``'s refusals."""
+    from django.contrib.auth.models import AnonymousUser
+
+    from gqlsync.permissions import Refusal
+
+    anonymous = AnonymousUser()
+    assert gqlsync.IsAuthenticated().message == "You must be signed in."
+    assert gqlsync.IsStaff().message == "You must be a staff member."
+    assert gqlsync.DjangoPerms("chat.view_message").message == (
+        "You need the permission chat.view_message.")
+    assert gqlsync.Permission().message == "You do not have permission to do this."
+    assert gqlsync.IsStaff(messages={"staff": "Editors only."}).message == "Editors only."
+    # reading it changes nothing: an anonymous user is still told to sign in
+    staff = gqlsync.IsStaff()
+    assert staff.message == "You must be a staff member."
+    assert staff.refuse(anonymous) == Refusal("authenticated", *SIGN_IN)
+
+    assigned = gqlsync.IsAuthenticated()
+    assigned.message = "Sign in first."  # as old code set it on an instance
+    assert assigned.message == "Sign in first."
+    assert assigned.refuse(anonymous) == Refusal(
+        "authenticated", "UNAUTHENTICATED", "Sign in first.")
+
+    class Subclassed(gqlsync.IsStaff):
+        message = "Staff only."  # as old code set it on a class
+
+    assert Subclassed().refuse(anonymous) == Refusal(
+        "authenticated", "UNAUTHENTICATED", "Staff only.")
+    assert gqlsync.IsStaff().refuse(anonymous) == Refusal("authenticated", *SIGN_IN)
+
+
+# ------------------------------------------------------------ refusals in the log
+
+async def test_refusals_are_logged_at_info_without_traceback_and_faults_at_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Strawberry logs every error at ERROR with a traceback; a refusal is an answer,
+    not a fault: one line at INFO (dropped at the default WARNING), while a resolver
+    that fails is still an ERROR with its traceback."""
+    import logging
+
+    from tests.refusal_schema import application as app
+
+    async def records(level: int) -> list[logging.LogRecord]:
+        caplog.clear()
+        with caplog.at_level(level, logger="strawberry.execution"):
+            await _http(app, "{ own { id } }", {}, None)  # refused by Guard
+            await _http(app, 'query { ownMessage(id: "1") { id } }', {}, None)  # get_object
+            await _refused_subscription(app, "ownChanged", "anonymous")
+            # a fault: editOwn fetches the row itself, and it does not exist
+            await _http(app, 'mutation { editOwn(id: "987654", text: "x") { id } }', {},
+                        await _token("bob"))
+        return [r for r in caplog.records if r.name == "strawberry.execution"]
+
+    logged = await records(logging.INFO)
+    assert [(r.levelname, r.getMessage()) for r in logged[:3]] == [
+        ("INFO", "gqlsync refused own: UNAUTHENTICATED You must be signed in."),
+        ("INFO", "gqlsync refused ownMessage: UNAUTHENTICATED You must be signed in."),
+        ("INFO", "gqlsync refused the operation: UNAUTHENTICATED You must be signed in."),
+    ]
+    assert not any(r.exc_info for r in logged[:3])
+    assert [(r.levelname, "does not exist" in r.getMessage(), bool(r.exc_info))
+            for r in logged[3:]] == [("ERROR", True, True)]
+
+    at_warning = await records(logging.WARNING)
+    assert [r.levelname for r in at_warning] == ["ERROR"]

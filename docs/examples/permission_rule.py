@@ -21,7 +21,7 @@ from schema_examples.bookstore.models import Author, Book
 class PublishedOrStaff(gqlsync.Permission):
     """Signed-in readers see published books; staff also see drafts and may edit."""
 
-    message = "Sign in to follow the books."
+    messages = {"authenticated": "Sign in to follow the books."}
 
     def has_operation(self, user: User) -> bool:
         return bool(user.is_authenticated)
@@ -55,10 +55,10 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(extensions=[gqlsync.Guard(gqlsync.IsAuthenticated())])
+    @strawberry.mutation
     async def rename_book(self, info: Info, id: strawberry.ID, title: str) -> BookType:
-        book = await Book.objects.aget(pk=id)
-        await gqlsync.authorize(info, book, "change")  # PublishedOrStaff.has_object
+        # among the books the user sees, then PublishedOrStaff.has_object(..., "change")
+        book = await gqlsync.get_object(info, Book, id, "change")
         book.title = title
         await book.asave(update_fields=["title"])
         return book  # type: ignore[return-value]
@@ -112,6 +112,15 @@ async def test_a_book_turned_draft_leaves_the_readers_view() -> None:
         # ...exactly what the reader's own query now says
         listed = await schema.execute("{ books { title } }", context_value={"user": reader})
         assert listed.data == {"books": []}
+        # ...and a mutation answers for the hidden draft as for a book that never was
+        hidden = await schema.execute(RENAME, variables, context_value={"user": reader})
+        missing = await schema.execute(RENAME, {**variables, "id": "987654"},
+                                       context_value={"user": reader})
+        assert hidden.errors
+        assert missing.errors
+        assert [e.formatted for e in hidden.errors] == [e.formatted for e in missing.errors]
+        assert missing.errors[0].message == "No such book."
+        assert missing.errors[0].extensions == {"code": "NOT_FOUND"}
 
         await book.adelete()  # a real delete: only those who could see the row hear of it
         assert (await seen_by_editor.next())["data"]["bookChanged"]["op"] == "DELETED"

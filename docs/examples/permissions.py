@@ -10,7 +10,7 @@ from gqlsync.auth import User
 class OwnBooksOrStaff(Permission):
     """Staff see every book; an author signed in with their e-mail sees their own books."""
 
-    message = "Sign in to follow your books."
+    messages = {"authenticated": "Sign in to follow your books."}
 
     def has_operation(self, user: User) -> bool:
         return bool(user.is_authenticated)

@@ -13,7 +13,7 @@ from gqlsync.auth import User
 class RoomMembersOnly(Permission):
     """For ``Room`` rows: the rooms the signed-in user is a member of."""
 
-    message = "You must be signed in to see rooms."
+    messages = {"authenticated": "You must be signed in to see rooms."}
 
     def visible(self, user: User) -> Q:
         if not user.is_authenticated:
@@ -28,7 +28,7 @@ class MessagesOfMyRooms(Permission):
     ``depends_on`` rooms: subscribers are told of messages entering or leaving their view.
     """
 
-    message = "You must be signed in and a member of the room."
+    messages = {"authenticated": "You must be signed in to read a room's messages."}
     depends_on = ("chat.room",)
 
     def has_operation(self, user: User) -> bool:

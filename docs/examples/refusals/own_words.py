@@ -10,7 +10,7 @@ class OwnMessages(gqlsync.Permission):
 
     messages = {
         "authenticated": "Sign in to see your messages.",  # UNAUTHENTICATED
-        "object": "Only its author may {action} this message.",  # FORBIDDEN (authorize)
+        "object": "Only its author may {action} this message.",  # FORBIDDEN
     }
 
     def has_operation(self, user: User) -> bool:

@@ -2,7 +2,9 @@
 //
 // Signs in with the login mutation, lists the messages the user may read over HTTP
 // (the token in an Authorization header), then follows their changes over WebSocket
-// (the token in connectionParams). Prints one JSON line per answer.
+// (the token in connectionParams), from the cursor the list was read at: a change
+// committed while the client was connecting arrives first. Prints one JSON line per
+// answer.
 //
 //   npm install graphql-ws ws
 import { createClient } from "graphql-ws";
@@ -25,14 +27,16 @@ async function graphql(query, variables, token) {
 let token = null;
 if (username) {
   const login = await graphql(
-    "mutation ($u: String!, $p: String!) { login(username: $u, password: $p) }",
+    "mutation ($u: String!, $p: String!) { login(username: $u, password: $p) { token } }",
     { u: username, p: password },
   );
   if (login.errors) throw new Error(login.errors[0].message);
-  token = login.data.login;
+  token = login.data.login.token;
 }
 
-const messages = await graphql("{ messages { id text room { name } } }", {}, token);
+// the cursor first: fields of a query resolve in order
+const messages = await graphql(
+  "{ messagesCursor messages { id text room { name } } }", {}, token);
 console.log(JSON.stringify({ messages }));
 
 const client = createClient({
@@ -42,7 +46,9 @@ const client = createClient({
 });
 try {
   const changes = client.iterate({
-    query: "subscription { messageChanged { op node { id text room { name } } } }",
+    query: `subscription ($after: String) {
+      messageChanged(after: $after) { op node { id text room { name } } } }`,
+    variables: { after: messages.data?.messagesCursor ?? null },
   });
   for await (const result of changes) {
     console.log(JSON.stringify({ messageChanged: result }));

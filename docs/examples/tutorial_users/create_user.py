@@ -6,5 +6,6 @@ import gqlsync
 from schema_examples.chat.models import Room
 
 dana = get_user_model().objects.create_user("dana", password="dana-pass")
-Room.objects.get(name="general").members.add(dana)  # dana may now read #general
+general, _ = Room.objects.get_or_create(name="general")
+general.members.add(dana)  # dana may now read #general
 print(gqlsync.make_token(dana))  # a bearer token: signed, expires, void on a new password
