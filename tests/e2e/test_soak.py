@@ -245,7 +245,10 @@ async def soak(a: Server, b: Server, env: dict[str, str], tmp: Path) -> None:
         before = {server.port: await asyncio.to_thread(server.stats) for server in (a, b)}
 
         # ---------------------------------------------------------------- the writer
+        # the demo project is not installed (the wheel holds gqlsync only): on the path
         writer_env = {**os.environ, **env, "DJANGO_SETTINGS_MODULE": "schema_examples.settings",
+                      "PYTHONPATH": os.pathsep.join(
+                          p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
                       "SOAK_CHANGES": str(CHANGES), "SOAK_WINDOW": str(WINDOW),
                       "SOAK_SEED": os.environ.get("GQLSYNC_SOAK_SEED", "1")}
         writer_log = tmp / "writer.log"
