@@ -13,6 +13,7 @@ cleanly, with nothing left behind in the server:
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -67,6 +68,17 @@ class LegacyClient:
     async def start(self, id: str, query: str = BOOK_CHANGED, **payload: Any) -> None:
         await self.send({"type": "start", "id": id, "payload": {"query": query, **payload}})
         await settle()
+
+
+async def subscriptions_reach(count: int, within: float = 5.0) -> bool:
+    """Has the hub registered ``count`` subscriptions within ``within`` seconds? (A start
+    registers off the event loop; on a loaded machine ``settle()`` may return first.)"""
+    deadline = asyncio.get_running_loop().time() + within
+    while get_hub().subscription_count() != count:
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
 
 
 async def create_book(title: str) -> Book:
@@ -141,7 +153,7 @@ async def test_legacy_a_binary_frame_closes_with_1002_and_frees_everything(
 ) -> None:
     async with LegacyClient(application) as client:
         await client.start("1")
-        assert get_hub().subscription_count() == 1
+        assert await subscriptions_reach(1)
         await client.socket.send_input({"type": "websocket.receive", "bytes": b"{}"})
         with pytest.raises(ClosedError) as closed:
             await client.receive()
@@ -191,7 +203,7 @@ async def test_legacy_keeps_its_protocol_init_start_data_stop_terminate(
         await settle()
         assert get_hub().subscription_count() == 0
         await client.start("1")  # the id is free again
-        assert get_hub().subscription_count() == 1
+        assert await subscriptions_reach(1)
         await client.send({"type": "connection_terminate"})
         with pytest.raises(ClosedError) as closed:
             await client.receive()
